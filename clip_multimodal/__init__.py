@@ -1,0 +1,64 @@
+"""clip-multimodal: fast, correct CLIP multimodal retrieval for LLM apps.
+
+The public API is flat. Names load lazily, so `import clip_multimodal` (and the CLI's --help)
+does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "CLIPEncoder": "clip_multimodal.encoder",
+    "ImageIndex": "clip_multimodal.index",
+    "SearchHit": "clip_multimodal.index",
+    "IndexReport": "clip_multimodal.index",
+    "CLIPEmbeddingFunction": "clip_multimodal.chroma",
+    "FakeEncoder": "clip_multimodal.testing",
+    "load_image": "clip_multimodal.images",
+    "DEMO_MODEL": "clip_multimodal.models",
+    "Encoder": "clip_multimodal.types",
+    "ImageEmbeddings": "clip_multimodal.types",
+    "ImageInput": "clip_multimodal.types",
+    "CLIPMultimodalError": "clip_multimodal.errors",
+    "ImageLoadError": "clip_multimodal.errors",
+    "IncompatibleIndexError": "clip_multimodal.errors",
+    "IndexUnavailableError": "clip_multimodal.errors",
+    "MissingDependencyError": "clip_multimodal.errors",
+    "ModelNotAvailableError": "clip_multimodal.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from clip_multimodal.chroma import CLIPEmbeddingFunction
+    from clip_multimodal.encoder import CLIPEncoder
+    from clip_multimodal.errors import (
+        CLIPMultimodalError,
+        ImageLoadError,
+        IncompatibleIndexError,
+        IndexUnavailableError,
+        MissingDependencyError,
+        ModelNotAvailableError,
+    )
+    from clip_multimodal.images import load_image
+    from clip_multimodal.index import ImageIndex, IndexReport, SearchHit
+    from clip_multimodal.models import DEMO_MODEL
+    from clip_multimodal.testing import FakeEncoder
+    from clip_multimodal.types import Encoder, ImageEmbeddings, ImageInput
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clip_multimodal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

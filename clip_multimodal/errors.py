@@ -1,0 +1,59 @@
+"""The exception types of clip-multimodal. Each message names the input and the fix."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLIPMultimodalError",
+    "ImageLoadError",
+    "IncompatibleIndexError",
+    "IndexUnavailableError",
+    "MissingDependencyError",
+    "ModelNotAvailableError",
+]
+
+
+class CLIPMultimodalError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ModelNotAvailableError(CLIPMultimodalError):
+    """The model's weights are neither cached nor reachable (raised fast, without retries)."""
+
+
+class ImageLoadError(CLIPMultimodalError, ValueError):
+    """An image input could not be read or decoded.
+
+    Attributes:
+        source: a short, printable description of the input (a path, a URL, "<bytes: 120 B>").
+        reason: why it failed.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"cannot load image {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class IncompatibleIndexError(CLIPMultimodalError):
+    """A collection was built with another model (or dimension) than the one offered."""
+
+
+class IndexUnavailableError(CLIPMultimodalError):
+    """The Chroma server or store cannot be reached."""
+
+
+class MissingDependencyError(CLIPMultimodalError, ImportError):
+    """An optional feature's package is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str, feature: str) -> object:
+    """Import an optional module or raise MissingDependencyError naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the '{module}' package, which is not installed. "
+            f'Install it with: pip install "clip-multimodal[{extra}]"'
+        ) from exc

@@ -1,0 +1,238 @@
+"""Model specs: how a user names CLIP weights, resolved to local files before open_clip runs.
+
+open_clip accepts an architecture plus a pretrained tag, a weights file, `hf-hub:org/repo` and
+`local-dir:PATH`. Left alone, it retries the hub for about a minute when offline. We resolve every
+spec against the local caches first and probe the network once, briefly, so an offline machine
+gets ModelNotAvailableError in well under 2 s with a message that says how to provide weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from clip_multimodal.errors import ModelNotAvailableError
+
+__all__ = ["DEMO_MODEL", "DEMO_MODEL_DIR", "ResolvedModel", "resolve_model", "weights_sha256"]
+
+#: The bundled demo model: a small CLIP trained by this project on offline data (shapes, digits,
+#: animal silhouettes). A demo, not a general model: real users load pretrained CLIP.
+DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo-model"
+DEMO_MODEL = f"local-dir:{DEMO_MODEL_DIR}"
+
+LOCAL_DIR = "local-dir:"
+HF_HUB = "hf-hub:"
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+PROBE_TIMEOUT_S = 1.0
+_HOW_TO = (
+    "To use it offline, provide the weights one of these ways: "
+    "(1) download them once on a connected machine into the Hugging Face cache "
+    "(HF_HOME / ~/.cache/huggingface) and copy that cache here; "
+    "(2) pass a local weights file: CLIPEncoder('ViT-B-32', pretrained='/path/open_clip_model.safetensors'); "
+    "(3) pass a folder with open_clip_config.json and weights: CLIPEncoder('local-dir:/path/to/model')."
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What to hand open_clip, with every remote reference replaced by a local one."""
+
+    open_clip_name: str
+    pretrained: str | None
+    model_id: str
+    create_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
+    """Resolve a user's model spec to local files, or raise ModelNotAvailableError fast."""
+    if model_name.startswith(LOCAL_DIR):
+        return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
+    if model_name.startswith(HF_HUB):
+        return _resolve_hf_hub(model_name[len(HF_HUB) :])
+    return _resolve_named(model_name, pretrained)
+
+
+def _resolve_local_dir(path: Path) -> ResolvedModel:
+    config_path = path / "open_clip_config.json"
+    if not config_path.is_file():
+        raise ModelNotAvailableError(
+            f"local-dir:{path} has no open_clip_config.json. A local-dir model is a folder with "
+            "open_clip_config.json (model_cfg, preprocess_cfg) and a weights file."
+        )
+    weights = _find_weights(path)
+    if weights is None:
+        raise ModelNotAvailableError(
+            f"local-dir:{path} has no weights file ({', '.join(WEIGHT_SUFFIXES)})."
+        )
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    name = str(config.get("model_name") or path.name)
+    return ResolvedModel(
+        f"{LOCAL_DIR}{path}", None, f"{name}@sha256:{weights_sha256(weights)[:16]}"
+    )
+
+
+def _find_weights(path: Path) -> Path | None:
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    found = _find_checkpoint_in_dir(path)
+    return Path(found) if found else None
+
+
+def _resolve_hf_hub(repo: str) -> ResolvedModel:
+    snapshot = _cached_hf_snapshot(repo)
+    if snapshot is not None:
+        resolved = _resolve_local_dir(snapshot)
+        return dataclasses.replace(resolved, model_id=f"hf-hub:{repo}@{resolved.model_id.split('@')[-1]}")
+    _require_network(f"hf-hub:{repo}", _hf_host())
+    # Reachable: let open_clip download; the id then comes from the downloaded weights.
+    return ResolvedModel(f"{HF_HUB}{repo}", None, f"hf-hub:{repo}")
+
+
+def _cached_hf_snapshot(repo: str) -> Path | None:
+    """The cached snapshot folder holding both the config and weights of an hf-hub model."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(repo, "open_clip_config.json")
+    if not isinstance(config, str):
+        return None
+    snapshot = Path(config).parent
+    return snapshot if _find_weights(snapshot) is not None else None
+
+
+def _resolve_named(name: str, pretrained: str | None) -> ResolvedModel:
+    import open_clip
+
+    arch = name.replace("/", "-")
+    if open_clip.get_model_config(arch) is None:
+        raise ModelNotAvailableError(
+            f"unknown model architecture {name!r}. Known: {', '.join(open_clip.list_models()[:12])}, ... "
+            "(open_clip.list_models()), or use 'hf-hub:org/repo' or 'local-dir:PATH'."
+        )
+    if not pretrained:
+        return ResolvedModel(arch, None, f"{arch}@random-{uuid.uuid4().hex[:12]}")
+    if Path(pretrained).expanduser().is_file():
+        weights = Path(pretrained).expanduser()
+        return ResolvedModel(arch, str(weights), f"{arch}@sha256:{weights_sha256(weights)[:16]}")
+    cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+    if not cfg:
+        if pretrained.endswith(WEIGHT_SUFFIXES) or os.sep in pretrained:
+            raise ModelNotAvailableError(f"weights file not found: {pretrained}")
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise ModelNotAvailableError(
+            f"{pretrained!r} is neither a known pretrained tag of {arch} nor a file. "
+            f"Known tags: {', '.join(tags) or 'none'}."
+        )
+    return _resolve_tag(arch, pretrained, cfg)
+
+
+def _resolve_tag(arch: str, tag: str, cfg: dict[str, Any]) -> ResolvedModel:
+    """A known tag: use the cached file if any, else download only if the host answers."""
+    create_kwargs = {
+        "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+        "force_preprocess_cfg": _preprocess_overrides(cfg),
+    }
+    model_id = f"{arch}/{tag}"
+    cached = _cached_tag_file(cfg)
+    if cached is None:
+        host = _hf_host() if cfg.get("hf_hub") else urlparse(cfg.get("url", "")).hostname
+        _require_network(f"{arch} / {tag}", host or "")
+        from open_clip.pretrained import download_pretrained
+
+        cached = Path(download_pretrained(cfg))
+    return ResolvedModel(arch, str(cached), model_id, create_kwargs)
+
+
+def _preprocess_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
+    from open_clip.transform import PreprocessCfg
+
+    keys = {f.name for f in dataclasses.fields(PreprocessCfg)} - {"size"}
+    return {k: v for k, v in cfg.items() if k in keys}
+
+
+def _cached_tag_file(cfg: dict[str, Any]) -> Path | None:
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else []
+        names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for candidate in _with_safetensors_first(names):
+            found = try_to_load_from_cache(repo, candidate)
+            if isinstance(found, str):
+                return Path(found)
+    url = cfg.get("url", "")
+    if url:
+        target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if target.is_file():
+            return target
+    return None
+
+
+def _with_safetensors_first(names: list[str]) -> list[str]:
+    safe = [n[: n.rfind(".")] + ".safetensors" for n in names if n.endswith((".bin", ".pth"))]
+    return list(dict.fromkeys(safe + names))
+
+
+def _hf_host() -> str:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return urlparse(endpoint).hostname or "huggingface.co"
+
+
+def _require_network(what: str, host: str) -> None:
+    """Raise ModelNotAvailableError unless `host` accepts a connection within a second."""
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and host == _hf_host():
+        raise ModelNotAvailableError(
+            f"model {what} is not in the local cache and HF_HUB_OFFLINE is set. {_HOW_TO}"
+        )
+    if not host or not _host_reachable(host, 443):
+        raise ModelNotAvailableError(
+            f"model {what} is not in the local cache and {host or 'its download host'} "
+            f"is unreachable (offline?). {_HOW_TO}"
+        )
+
+
+def _host_reachable(host: str, port: int) -> bool:
+    # A thread bounds the whole probe, DNS lookup included (getaddrinfo has no timeout).
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S + 0.2)
+    return bool(result and result[0])
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASH_LOCK = threading.Lock()
+
+
+def weights_sha256(path: Path) -> str:
+    """The content hash of a weights file, cached by (path, mtime, size)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    with _HASH_LOCK:
+        if key in _HASHES:
+            return _HASHES[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    with _HASH_LOCK:
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]

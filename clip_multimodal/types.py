@@ -1,0 +1,51 @@
+"""Shared types: what counts as an image input, and the encoder protocol every part codes against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from clip_multimodal.errors import ImageLoadError
+
+__all__ = ["Encoder", "ImageEmbeddings", "ImageInput"]
+
+#: Anything `clip_multimodal.images.load_image` accepts: a path (str or Path), an http(s) URL,
+#: raw bytes, a base64 string or data: URI, a PIL image, or an HWC uint8 numpy array.
+ImageInput: TypeAlias = "str | Path | bytes | Image.Image | np.ndarray"
+
+
+@dataclass
+class ImageEmbeddings:
+    """The result of embedding a batch where some items may fail.
+
+    `vectors[j]` is the embedding of input `indices[j]`; `errors` maps each failed input's
+    position to its ImageLoadError.
+    """
+
+    vectors: np.ndarray
+    indices: list[int]
+    errors: dict[int, ImageLoadError] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """The two CLIP towers behind one object. CLIPEncoder and FakeEncoder implement it."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray: ...
+
+    def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings: ...
