@@ -81,9 +81,7 @@ def chroma_client_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def chroma_client(
-    chroma_client_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Any:
+def chroma_client(chroma_client_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     """A fresh Chroma client of each kind: embedded (PersistentClient) and a real HTTP server."""
     import chromadb
 

@@ -31,7 +31,26 @@ _EXPORTS = {
     "ModelNotAvailableError": "clip_multimodal.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "DEMO_MODEL",
+    "CLIPEmbeddingFunction",
+    "CLIPEncoder",
+    "CLIPMultimodalError",
+    "Encoder",
+    "FakeEncoder",
+    "ImageEmbeddings",
+    "ImageIndex",
+    "ImageInput",
+    "ImageLoadError",
+    "IncompatibleIndexError",
+    "IndexReport",
+    "IndexUnavailableError",
+    "MissingDependencyError",
+    "ModelNotAvailableError",
+    "SearchHit",
+    "__version__",
+    "load_image",
+]
 
 if TYPE_CHECKING:
     from clip_multimodal.chroma import CLIPEmbeddingFunction

@@ -91,7 +91,9 @@ def _resolve_hf_hub(repo: str) -> ResolvedModel:
     snapshot = _cached_hf_snapshot(repo)
     if snapshot is not None:
         resolved = _resolve_local_dir(snapshot)
-        return dataclasses.replace(resolved, model_id=f"hf-hub:{repo}@{resolved.model_id.split('@')[-1]}")
+        return dataclasses.replace(
+            resolved, model_id=f"hf-hub:{repo}@{resolved.model_id.split('@')[-1]}"
+        )
     _require_network(f"hf-hub:{repo}", _hf_host())
     # Reachable: let open_clip download; the id then comes from the downloaded weights.
     return ResolvedModel(f"{HF_HUB}{repo}", None, f"hf-hub:{repo}")
@@ -138,7 +140,7 @@ def _resolve_tag(arch: str, tag: str, cfg: dict[str, Any]) -> ResolvedModel:
     """A known tag: use the cached file if any, else download only if the host answers."""
     create_kwargs = {
         "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
-        "force_preprocess_cfg": _preprocess_overrides(cfg),
+        **_preprocess_args(cfg),
     }
     model_id = f"{arch}/{tag}"
     cached = _cached_tag_file(cfg)
@@ -151,11 +153,11 @@ def _resolve_tag(arch: str, tag: str, cfg: dict[str, Any]) -> ResolvedModel:
     return ResolvedModel(arch, str(cached), model_id, create_kwargs)
 
 
-def _preprocess_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
-    from open_clip.transform import PreprocessCfg
-
-    keys = {f.name for f in dataclasses.fields(PreprocessCfg)} - {"size"}
-    return {k: v for k, v in cfg.items() if k in keys}
+def _preprocess_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The tag's preprocessing, as create_model_and_transforms takes it (open_clip merges it
+    only when it downloads the tag itself)."""
+    names = ("mean", "std", "interpolation", "resize_mode")
+    return {f"image_{k}": cfg[k] for k in names if k in cfg}
 
 
 def _cached_tag_file(cfg: dict[str, Any]) -> Path | None:
@@ -170,7 +172,7 @@ def _cached_tag_file(cfg: dict[str, Any]) -> Path | None:
             found = try_to_load_from_cache(repo, candidate)
             if isinstance(found, str):
                 return Path(found)
-    url = cfg.get("url", "")
+    url = str(cfg.get("url", ""))
     if url:
         target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
         if target.is_file():
@@ -233,6 +235,7 @@ def weights_sha256(path: Path) -> str:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    hexdigest = digest.hexdigest()
     with _HASH_LOCK:
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
+        _HASHES[key] = hexdigest
+    return hexdigest

@@ -1,0 +1,60 @@
+"""The main job, end to end and offline: index a folder into embedded Chroma, then search it.
+
+`make demo` runs this through `clip-multimodal demo`. It uses the bundled demo model, a small
+CLIP trained by this project (see README); real users pass a pretrained model instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clip_multimodal.index import IndexReport, SearchHit
+
+TEXT_QUERIES = (
+    "a handwritten seven",
+    "a small red circle on a dark background",
+    "a large blue triangle on a light background",
+    "a silhouette of a cat",
+)
+
+
+def run(data_dir: Path, model: str | None = None, k: int = 3) -> None:
+    """Index the demo images under `data_dir`, index again (nothing re-embedded), and search."""
+    from clip_multimodal.datasets import write_demo_images
+    from clip_multimodal.encoder import CLIPEncoder
+    from clip_multimodal.index import ImageIndex
+    from clip_multimodal.models import DEMO_MODEL
+
+    images = data_dir / "demo-images"
+    if not images.is_dir():
+        write_demo_images(images)
+    encoder = CLIPEncoder(model or DEMO_MODEL)
+    print(f"model: {encoder.model_id} on {encoder.device.type}")
+    index = ImageIndex(encoder, collection="demo", path=data_dir / "chroma")
+    for label in ("first run", "second run"):
+        start = time.perf_counter()
+        report = index.index_folder(images, progress=False)
+        print(f"{label}: {_summary(report)} in {time.perf_counter() - start:.2f}s")
+    print(f"collection 'demo' at {data_dir / 'chroma'}: {index.count()} images\n")
+    for query in TEXT_QUERIES:
+        _show(f"text  {query!r}", index.search(query, k=k), images)
+    probe = sorted((images / "digits").glob("*.png"))[0]
+    _show(f"image {probe.relative_to(images)}", index.search(probe, k=k), images)
+
+
+def _summary(report: IndexReport) -> str:
+    return (
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"removed {report.removed}, failed {len(report.failed)}"
+    )
+
+
+def _show(title: str, hits: Sequence[SearchHit], root: Path) -> None:
+    print(title)
+    for hit in hits:
+        uri = Path(hit.uri).relative_to(root) if hit.uri.startswith(str(root)) else hit.uri
+        print(f"    {hit.score:.3f}  {uri}")

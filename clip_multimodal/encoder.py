@@ -1,0 +1,309 @@
+"""CLIPEncoder: CLIP's two towers behind one object, batched, threaded and exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
+from clip_multimodal.images import describe_source, load_image
+from clip_multimodal.models import resolve_model
+from clip_multimodal.text import TextTower, tokenize
+from clip_multimodal.types import ImageEmbeddings, ImageInput
+
+__all__ = ["CLIPEncoder", "Precision"]
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Template = str | Callable[[str], str]
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """`auto` means cuda, then mps, then cpu."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_precision(precision: Precision, device: torch.device) -> str:
+    """`auto` means bf16 (or fp16) on an accelerator and fp32 on the CPU."""
+    if precision != "auto":
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be auto, fp32, fp16 or bf16, not {precision!r}")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp16" if device.type == "mps" else "fp32"
+
+
+class CLIPEncoder:
+    """Embeds texts and images with an open_clip model.
+
+    Args:
+        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`, or
+            `local-dir:PATH` (a folder with open_clip_config.json and weights).
+        pretrained: for an architecture name, a pretrained tag or a local weights file.
+        device: `auto` (cuda, then mps, then cpu) or a torch device string.
+        precision: `auto` (bf16/fp16 on GPU, fp32 on CPU), `fp32`, `fp16` or `bf16`.
+        batch_size: items per forward pass (default 32 on CPU, 256 on GPU).
+        num_workers: threads decoding and preprocessing images.
+
+    Every embedding is float32, shape (n, dim), L2-normalized. One encoder is safe to share
+    between threads.
+
+    Example:
+        >>> enc = CLIPEncoder("local-dir:/models/my-clip")
+        >>> enc.embed_texts(["a red circle"]).shape
+        (1, 128)
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        pretrained: str | None = "laion2b_s34b_b79k",
+        *,
+        device: str | torch.device = "auto",
+        precision: Precision = "auto",
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.pretrained = None if model_name.startswith(("local-dir:", "hf-hub:")) else pretrained
+        self.device = pick_device(device)
+        self.precision = pick_precision(precision, self.device)
+        self.batch_size = batch_size or (32 if self.device.type == "cpu" else 256)
+        self._resolved = resolve_model(model_name, self.pretrained)
+        self.model, self.preprocess, self.tokenizer = self._load()
+        self._text = TextTower(self.model)
+        self._input_dtype = _parameter_dtype(self.model.visual)
+        self._lock = threading.Lock()
+        self._workers = num_workers or min(8, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._dim: int | None = None
+
+    def _load(self) -> tuple[Any, Callable[[Any], torch.Tensor], Any]:
+        import open_clip
+
+        r = self._resolved
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                r.open_clip_name,
+                pretrained=r.pretrained,
+                device=self.device,
+                precision=self.precision,
+                **r.create_kwargs,
+            )
+        except (FileNotFoundError, OSError) as exc:
+            raise ModelNotAvailableError(f"cannot load model {self.model_name}: {exc}") from exc
+        model.eval()
+        model.requires_grad_(False)
+        return model, preprocess, open_clip.get_tokenizer(r.open_clip_name)
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        """Architecture plus exact weights, e.g. `ViT-B-32/laion2b_s34b_b79k` or `name@sha256:…`."""
+        return self._resolved.model_id
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed_texts([""]).shape[1])
+        return self._dim
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.tokenizer, "context_length", 77))
+
+    @property
+    def trims_text_padding(self) -> bool:
+        """Whether text batches run trimmed to their longest sequence (exact for this tower)."""
+        return self._text.trims
+
+    def __repr__(self) -> str:
+        return f"CLIPEncoder({self.model_id!r}, device={self.device.type!r}, precision={self.precision!r})"
+
+    # -- texts --------------------------------------------------------------------------------
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts in batches sorted by length, so each batch is trimmed tightly."""
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = tokenize(self.tokenizer, texts, self.context_length)
+        order = torch.argsort((tokens != 0).sum(dim=1), stable=True)
+        chunks = [self._forward_text(tokens[idx]) for idx in torch.split(order, self.batch_size)]
+        out = np.concatenate(chunks)
+        result = np.empty_like(out)
+        result[order.numpy()] = out
+        return result
+
+    @torch.inference_mode()
+    def _forward_text(self, tokens: torch.Tensor) -> np.ndarray:
+        with self._lock:
+            features = self._text.encode(tokens.to(self.device))
+        return _normalized(features)
+
+    # -- images -------------------------------------------------------------------------------
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Embed images; raises ImageLoadError (naming the input) if any cannot be loaded."""
+        result = self.try_embed_images(images)
+        if result.errors:
+            raise next(iter(result.errors.values()))
+        return result.vectors
+
+    def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
+        """Embed what loads; report each failed input instead of raising."""
+        images = list(images)
+        vectors: list[np.ndarray] = []
+        indices: list[int] = []
+        errors: dict[int, ImageLoadError] = {}
+        for start, prepared in self._prepared_batches(images):
+            good = []
+            for offset, future in enumerate(prepared):
+                try:
+                    good.append((start + offset, future.result()))
+                except ImageLoadError as exc:
+                    errors[start + offset] = exc
+            if good:
+                indices += [i for i, _ in good]
+                vectors.append(self._forward_images(torch.stack([t for _, t in good])))
+        dim = vectors[0].shape[1] if vectors else self.dim
+        stacked = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        return ImageEmbeddings(stacked, indices, errors)
+
+    def _prepared_batches(
+        self, images: list[ImageInput]
+    ) -> Iterator[tuple[int, list[Future[torch.Tensor]]]]:
+        """Yield batches of preprocessing futures, one batch ahead, so decoding overlaps the model."""
+        starts = range(0, len(images), self.batch_size)
+        submit = self._submit_batch
+        pending = submit(images[0 : self.batch_size]) if images else []
+        for start in starts:
+            current = pending
+            nxt = start + self.batch_size
+            pending = submit(images[nxt : nxt + self.batch_size]) if nxt < len(images) else []
+            yield start, current
+
+    def _submit_batch(self, batch: Sequence[ImageInput]) -> list[Future[torch.Tensor]]:
+        pool = self._get_pool()
+        return [pool.submit(self._prepare, source) for source in batch]
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="clip-preprocess")
+            return self._pool
+
+    def _prepare(self, source: ImageInput) -> torch.Tensor:
+        image = load_image(source)
+        try:
+            return self.preprocess(image)
+        except Exception as exc:  # a transform failing on one image must not sink the batch
+            raise ImageLoadError(describe_source(source), f"preprocessing failed: {exc}") from exc
+
+    @torch.inference_mode()
+    def _forward_images(self, pixels: torch.Tensor) -> np.ndarray:
+        pixels = pixels.to(self.device, dtype=self._input_dtype, non_blocking=True)
+        with self._lock:
+            features = self.model.encode_image(pixels)
+        return _normalized(features)
+
+    # -- async --------------------------------------------------------------------------------
+
+    async def aembed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Like embed_texts, run in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.embed_texts, texts)
+
+    async def aembed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Like embed_images, run in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.embed_images, images)
+
+    # -- zero-shot ----------------------------------------------------------------------------
+
+    def class_embeddings(
+        self, labels: Sequence[str], templates: Sequence[Template] | None = None
+    ) -> np.ndarray:
+        """One normalized embedding per label: the mean over its prompt templates."""
+        if not labels:
+            raise ValueError("classify needs at least one label")
+        templates = list(templates) if templates else list(_default_templates())
+        prompts = [_fill(t, label) for label in labels for t in templates]
+        per_prompt = self.embed_texts(prompts).reshape(len(labels), len(templates), -1)
+        mean: np.ndarray = per_prompt.mean(axis=1)
+        mean /= np.linalg.norm(mean, axis=1, keepdims=True)
+        return mean.astype(np.float32)
+
+    def classify(
+        self,
+        images: Sequence[ImageInput],
+        labels: Sequence[str],
+        templates: Sequence[Template] | None = None,
+    ) -> np.ndarray:
+        """Zero-shot classification: per-label probabilities, shape (n_images, n_labels).
+
+        Class embeddings average the prompt templates (default: open_clip's OpenAI ImageNet
+        templates); logits use the model's own learned logit scale.
+        """
+        classes = self.class_embeddings(labels, templates)
+        logits = self.embed_images(images) @ classes.T * self.logit_scale
+        logits -= logits.max(axis=1, keepdims=True)
+        probs: np.ndarray = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs.astype(np.float32)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().float().exp().clamp(max=100).item())
+
+    def close(self) -> None:
+        """Stop the preprocessing threads (also done at interpreter exit)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("embed_texts takes a list of strings, not a single string")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"embed_texts: item {bad[0]} is {type(texts[bad[0]]).__name__}, not str")
+    return list(texts)
+
+
+def _normalized(features: torch.Tensor) -> np.ndarray:
+    out: np.ndarray = F.normalize(features.float(), dim=-1).cpu().numpy()
+    return out.astype(np.float32, copy=False)
+
+
+def _parameter_dtype(module: torch.nn.Module) -> torch.dtype:
+    # open_clip's low-precision cast skips some parameters (class embedding), never conv1.
+    conv1 = getattr(module, "conv1", None)
+    if isinstance(conv1, torch.nn.Module):
+        return next(conv1.parameters()).dtype
+    return next(module.parameters()).dtype
+
+
+def _default_templates() -> Sequence[Callable[[str], str]]:
+    from open_clip import OPENAI_IMAGENET_TEMPLATES
+
+    templates: Sequence[Callable[[str], str]] = OPENAI_IMAGENET_TEMPLATES
+    return templates
+
+
+def _fill(template: Template, label: str) -> str:
+    return template(label) if callable(template) else template.format(label)

@@ -1,0 +1,107 @@
+"""The text tower: tokenization, truncation warnings, and the exact trimmed forward.
+
+CLIP pads every caption to the context length (77). Under a causal mask a position never attends
+to later ones, and argmax/EOT pooling reads a position before the padding, so running only the
+first L positions (L = the batch's longest sequence) gives the same output. We trim only where
+that holds: a causal tower with argmax or EOS pooling and no appended CLS token. SigLIP-style
+towers (bidirectional, last-token pooling) and Hugging Face towers keep their full padding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["TextTower", "tokenize", "trimmed_length"]
+
+
+class TextTower:
+    """Wraps a model's text path, choosing the trimmed forward where it is exact."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.parts = _trimmable_parts(model)
+
+    @property
+    def trims(self) -> bool:
+        return self.parts is not None
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.parts is None:
+            out: torch.Tensor = self.model.encode_text(tokens)  # type: ignore[operator]
+            return out
+        module, pool_type, eos_id = self.parts
+        return _encode_trimmed(module, tokens, pool_type, eos_id)
+
+
+def _trimmable_parts(model: Any) -> tuple[Any, str, int | None] | None:
+    """(module holding the text layers, pool type, eos id) when trimming is exact, else None."""
+    from open_clip.model import CLIP
+    from open_clip.transformer import TextTransformer
+
+    if isinstance(model, CLIP):
+        module = model
+        pool, eos = model.text_pool_type, getattr(model, "text_eos_id", None)
+    elif isinstance(getattr(model, "text", None), TextTransformer):
+        text = model.text
+        if text.cls_emb is not None or text.use_pad_mask:
+            return None
+        module, pool, eos = text, text.pool_type, text.eos_id
+    else:
+        return None
+    if getattr(module, "attn_mask", None) is None or pool not in ("argmax", "eos"):
+        return None
+    return module, str(pool), eos
+
+
+def trimmed_length(tokens: torch.Tensor, pool_type: str, eos_id: int | None) -> int:
+    """The number of leading positions the pooled output depends on, for the whole batch."""
+    if tokens.shape[0] == 0:
+        return 1
+    if pool_type == "eos":
+        pooled_at = torch.eq(tokens, int(eos_id or 0)).int().argmax(dim=-1)
+    else:
+        pooled_at = tokens.argmax(dim=-1)
+    return int(pooled_at.max()) + 1
+
+
+def _encode_trimmed(
+    module: Any, tokens: torch.Tensor, pool_type: str, eos_id: int | None
+) -> torch.Tensor:
+    from open_clip.transformer import text_global_pool
+
+    length = trimmed_length(tokens, pool_type, eos_id)
+    tokens = tokens[:, :length]
+    cast_dtype = module.transformer.get_cast_dtype()
+    x = module.token_embedding(tokens).to(cast_dtype)
+    x = x + module.positional_embedding[:length].to(cast_dtype)
+    x = module.transformer(x, attn_mask=module.attn_mask[:length, :length])
+    x = module.ln_final(x)
+    x = text_global_pool(x, tokens, pool_type, eos_token_id=eos_id)
+    projection = module.text_projection
+    if projection is not None:
+        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+    out: torch.Tensor = x
+    return out
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch.Tensor:
+    """Tokenize, warning once per call when any text is longer than the context length."""
+    tokens: torch.Tensor = tokenizer(list(texts))
+    full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
+    encode = getattr(tokenizer, "encode", None)
+    if encode is not None and full:
+        # SimpleTokenizer: +2 for the start and end tokens it adds.
+        full = [i for i in full if len(encode(texts[i])) + 2 > context_length]
+    if full:
+        warnings.warn(
+            f"{len(full)} text(s) longer than the model's context length ({context_length} "
+            f"tokens) were truncated, e.g. {texts[full[0]][:60]!r}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return tokens
