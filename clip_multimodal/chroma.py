@@ -1,0 +1,195 @@
+"""Chroma's native protocol for our encoder: an embedding function and a URI data loader.
+
+`CLIPEmbeddingFunction` implements Chroma's full `EmbeddingFunction` protocol and is
+registered (as "clip_multimodal") when this module is imported, so a persisted collection
+records it and `client.get_collection(name, data_loader=URILoader())` rebuilds it from the
+stored config, with no "embedding function conflict". Import this module before reopening
+such a collection in a new process.
+
+Example:
+    >>> from clip_multimodal.chroma import CLIPEmbeddingFunction, URILoader
+    >>> col = client.create_collection(
+    ...     "photos", embedding_function=CLIPEmbeddingFunction(), data_loader=URILoader()
+    ... )
+    >>> col.add(ids=["a"], uris=["/photos/a.jpg"])
+    >>> col.query(query_texts=["a dog"], n_results=3)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from chromadb.api.types import (
+    DataLoader,
+    Embeddable,
+    EmbeddingFunction,
+    Embeddings,
+    Space,
+    URIs,
+)
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from clip_multimodal.images import load_image
+
+if TYPE_CHECKING:
+    from clip_multimodal.encoder import CLIPEncoder
+
+__all__ = ["CLIPEmbeddingFunction", "URILoader"]
+
+_NAME = "clip_multimodal"
+_ENCODERS: dict[tuple[str, str | None, str], CLIPEncoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def _cached_encoder(model_name: str, pretrained: str | None, device: str) -> CLIPEncoder:
+    """One encoder per model spec and device: rebuilding the function never reloads weights."""
+    key = (model_name, pretrained, device)
+    with _ENCODERS_LOCK:
+        encoder = _ENCODERS.get(key)
+        if encoder is None:
+            from clip_multimodal.encoder import CLIPEncoder
+
+            encoder = CLIPEncoder(model_name, pretrained, device=device)
+            _ENCODERS[key] = encoder
+        return encoder
+
+
+@register_embedding_function
+class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
+    """Embeds texts and images for Chroma with a CLIP model, in batches.
+
+    Args:
+        model_name: an open_clip architecture, `hf-hub:org/repo` or `local-dir:PATH`.
+        pretrained: the pretrained tag or weights file for an architecture name.
+        device: `auto`, `cpu`, `cuda`, ... (recorded in the collection's config).
+        encoder: an already loaded `CLIPEncoder` to use; the config then records its model
+            spec, so a reopened collection rebuilds the same model.
+
+    Texts and images (HWC arrays, as Chroma's data loaders give) may come in one call; each
+    modality is embedded as one batch. Vectors are L2-normalized, so the default space is
+    cosine.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        pretrained: str | None = "laion2b_s34b_b79k",
+        device: str = "auto",
+        encoder: CLIPEncoder | None = None,
+    ) -> None:
+        if encoder is not None:
+            model_name = str(encoder.model_name)
+            pretrained = encoder.pretrained
+            device = device if device != "auto" else str(encoder.device)
+            with _ENCODERS_LOCK:
+                _ENCODERS.setdefault((model_name, pretrained, device), encoder)
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.device = device
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> CLIPEncoder:
+        """The encoder, loaded on first use (building from config loads no weights early)."""
+        if self._encoder is None:
+            self._encoder = _cached_encoder(self.model_name, self.pretrained, self.device)
+        return self._encoder
+
+    def __call__(self, input: Embeddable) -> Embeddings:
+        items = list(input)
+        texts = [i for i, item in enumerate(items) if isinstance(item, str)]
+        pictures = [i for i, item in enumerate(items) if not isinstance(item, str)]
+        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
+        if texts:
+            vectors = self.encoder.embed_texts([cast(str, items[i]) for i in texts])
+            for row, i in enumerate(texts):
+                out[i] = vectors[row]
+        if pictures:
+            arrays = [_as_uint8(items[i]) for i in pictures]
+            vectors = self.encoder.embed_images(arrays)
+            for row, i in enumerate(pictures):
+                out[i] = vectors[row]
+        return cast(Embeddings, out)
+
+    @staticmethod
+    def name() -> str:
+        return _NAME
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip", "l2"]  # unit vectors: all three rank alike
+
+    def is_legacy(self) -> bool:
+        return False
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "pretrained": self.pretrained, "device": self.device}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> CLIPEmbeddingFunction:
+        CLIPEmbeddingFunction.validate_config(config)
+        return CLIPEmbeddingFunction(
+            model_name=config["model_name"],
+            pretrained=config.get("pretrained"),
+            device=config.get("device") or "auto",
+        )
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        if not isinstance(config.get("model_name"), str) or not config["model_name"]:
+            raise ValueError(f"a {_NAME} config needs a model_name string, got {config!r}")
+        for key in ("pretrained", "device"):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                raise ValueError(f"{_NAME} config {key!r} must be a string, got {config[key]!r}")
+
+    def validate_config_update(
+        self, old_config: dict[str, Any], new_config: dict[str, Any]
+    ) -> None:
+        for key in ("model_name", "pretrained"):
+            if key in new_config and new_config[key] != old_config.get(key):
+                raise ValueError(
+                    f"cannot change {key} of a collection's embedding function: its vectors "
+                    "came from the old model; create a new collection instead"
+                )
+
+
+def _as_uint8(image: Any) -> np.ndarray:
+    """Chroma's loaders give arrays of any dtype (PIL's 16-bit, floats); the encoder wants uint8."""
+    array: np.ndarray = np.asarray(image)
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating) and array.size and float(array.max()) <= 1.0:
+        array = array * 255.0  # floats in [0, 1]
+    clipped: np.ndarray = np.clip(np.rint(array), 0, 255)
+    return clipped.astype(np.uint8)
+
+
+class URILoader(DataLoader[list[np.ndarray | None]]):
+    """Loads paths and http(s) URLs into RGB uint8 arrays, through the core image loader.
+
+    Unlike Chroma's `ImageLoader` (local paths only, raw PIL modes), it fetches URLs with a
+    timeout and a size cap, applies EXIF orientation, and converts every mode to RGB. Loads
+    run on `max_workers` threads. A None URI gives None.
+    """
+
+    def __init__(self, max_workers: int = 8, timeout: float = 10.0) -> None:
+        self.max_workers = max_workers
+        self.timeout = timeout
+
+    def __call__(self, uris: URIs | Sequence[str | None]) -> list[np.ndarray | None]:
+        uris = list(uris)
+        if len(uris) <= 1:
+            return [self._load(u) for u in uris]
+        with ThreadPoolExecutor(min(self.max_workers, len(uris))) as pool:
+            return list(pool.map(self._load, uris))
+
+    def _load(self, uri: str | None) -> np.ndarray | None:
+        if uri is None:
+            return None
+        return np.asarray(load_image(uri, timeout=self.timeout))

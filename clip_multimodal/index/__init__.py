@@ -1,0 +1,27 @@
+"""The image index: one Chroma collection of image embeddings, synced with folders.
+
+`ImageIndex` is the entry point; the CLI, the server and the framework adapters sit on it.
+Scores are cosine similarity, higher is better.
+"""
+
+from clip_multimodal.index._index import ImageIndex
+from clip_multimodal.index._records import (
+    RESERVED_KEYS,
+    FailedItem,
+    IndexRecord,
+    IndexReport,
+    SearchHit,
+)
+from clip_multimodal.index._store import default_data_dir
+from clip_multimodal.index._sync import DEFAULT_PATTERNS
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "RESERVED_KEYS",
+    "FailedItem",
+    "ImageIndex",
+    "IndexRecord",
+    "IndexReport",
+    "SearchHit",
+    "default_data_dir",
+]

@@ -1,0 +1,457 @@
+"""ImageIndex: one Chroma collection of image embeddings, searchable by text or by image."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from clip_multimodal import images
+from clip_multimodal.index._ingest import Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._records import (
+    IndexRecord,
+    IndexReport,
+    Metadata,
+    SearchHit,
+    hits_from_query,
+    merge_metadata,
+    uri_of,
+)
+from clip_multimodal.index._search import mmr_select
+from clip_multimodal.index._store import LockedCollection, make_client, open_collection
+from clip_multimodal.index._sync import DEFAULT_PATTERNS, file_id, plan_sync, scan_folder
+from clip_multimodal.index._writer import BackgroundWriter
+from clip_multimodal.types import ImageInput
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from clip_multimodal.types import Encoder
+
+__all__ = ["ImageIndex"]
+
+QueryType = Literal["auto", "text", "image"]
+Where = Mapping[str, Any]
+Progress = Callable[[int, int], None]
+Advance = Callable[[int], None]
+
+
+class ImageIndex:
+    """One Chroma collection of image embeddings, kept in sync with folders and searched by
+    text or by image.
+
+    Records keep the image's URI (a path or URL) and metadata (mime, width, height, size,
+    mtime, sha256, modality="image"), never the image bytes. Scores are cosine similarity,
+    higher is better. The collection records the encoder's `model_id` and `dim`, and refuses
+    another model. One index is safe to use from several threads.
+
+    Args:
+        encoder: the model, e.g. `CLIPEncoder(...)` (anything implementing `Encoder`).
+        collection: the Chroma collection name.
+        path: where an embedded Chroma keeps its files (default: `default_data_dir()/chroma`).
+        client: an existing Chroma client to use instead.
+        host: a Chroma server's host (server mode, through `chromadb.HttpClient`).
+        port: the server's port.
+        chunk_size: images embedded per chunk; one chunk is written while the next embeds.
+
+    Raises:
+        IncompatibleIndexError: the collection was built with another model (nothing is
+            written).
+        IndexUnavailableError: the Chroma server at host:port cannot be reached.
+
+    Example:
+        >>> index = ImageIndex(CLIPEncoder(), collection="photos")
+        >>> index.index_folder("~/Pictures")
+        >>> index.search("a dog on a beach", k=3)
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        collection: str = "images",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        client: ClientAPI | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        chunk_size: int = 64,
+    ) -> None:
+        if client is not None and (path is not None or host is not None or port is not None):
+            raise ValueError("pass client, or path, or host/port: not several of them")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.encoder = encoder
+        self.name = collection
+        self.client = client if client is not None else make_client(path, host, port)
+        self.collection: Collection = open_collection(self.client, collection, encoder)
+        self._chunk = chunk_size
+        self._max_batch = max(1, int(self.client.get_max_batch_size()))
+        self._store = LockedCollection(self.collection)  # every internal call goes through it
+
+    def __repr__(self) -> str:
+        return f"ImageIndex({self.name!r}, model={self.encoder.model_id!r})"
+
+    # -- adding -------------------------------------------------------------------------
+
+    def add(
+        self,
+        sources: Sequence[ImageInput],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        documents: Sequence[str | None] | None = None,
+    ) -> IndexReport:
+        """Embed and store images; inputs already stored are not embedded again.
+
+        Args:
+            sources: any `ImageInput`s (paths, URLs, bytes, base64, PIL images, arrays).
+            metadatas: user metadata per input (str, int, float or bool values).
+            ids: record ids; by default the content's SHA-256, so re-adding is a no-op.
+            documents: an optional text per input (a caption), for `where_document` filters.
+
+        Returns:
+            An IndexReport; `ids` gives each input's record id (None where it failed), and
+            `failed` each input that could not be read or decoded, with the reason.
+        """
+        sources = _as_list(sources)
+        n = len(sources)
+        metas = _aligned("metadatas", metadatas, n)
+        docs = _aligned("documents", documents, n)
+        given = _aligned("ids", ids, n)
+        jobs = [Job(i, s, given[i], metas[i], docs[i]) for i, s in enumerate(sources)]
+        report = IndexReport(ids=[None] * n)
+        self._ingest(jobs, report, None)
+        return report
+
+    def add_embeddings(
+        self,
+        embeddings: np.ndarray | Sequence[Sequence[float]],
+        ids: Sequence[str],
+        *,
+        uris: Sequence[str | None] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str | None] | None = None,
+    ) -> None:
+        """Store precomputed image embeddings (from this index's model) as they are.
+
+        For pipelines that embed elsewhere (a GPU job). Vectors are L2-normalized here;
+        ids that already exist are left as they are.
+        """
+        vectors = self._check_vectors(embeddings, len(ids))
+        n = len(ids)
+        uri_list = _aligned("uris", uris, n)
+        metas = _aligned("metadatas", metadatas, n)
+        docs = _aligned("documents", documents, n)
+        batch = WriteBatch()
+        for i, id_ in enumerate(ids):
+            own: Metadata = {"modality": "image"}
+            if uri_list[i]:
+                own["uri"] = str(uri_list[i])
+            batch.new.append((id_, vectors[i], merge_metadata(metas[i], own), uri_list[i], docs[i]))
+        self._write(batch)
+
+    def index_folder(
+        self,
+        path: str | os.PathLike[str],
+        recursive: bool = True,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        *,
+        progress: bool | None = None,
+        callback: Progress | None = None,
+    ) -> IndexReport:
+        """Bring the collection in sync with a folder of images, doing as little as possible.
+
+        Files whose mtime and size match their record are skipped without being read.
+        Changed files are re-embedded; a file only touched keeps its vector. Records of
+        deleted files are removed. A renamed or copied file reuses the stored vector of the
+        same content. Record ids are `file:` + the SHA-256 of the absolute path, so identical
+        files at two paths are two records; records carry `folder` (the synced root).
+
+        Args:
+            path: the folder.
+            recursive: include subfolders.
+            patterns: file name patterns (case-insensitive).
+            progress: show a tqdm bar; None shows it when stderr is a terminal.
+            callback: called as `callback(done, total)` as files are processed.
+
+        Returns:
+            An IndexReport: added, updated, unchanged, removed, failed (each with the
+            reason) and embedded (how many images went through the model).
+        """
+        root = Path(path).expanduser().absolute()
+        if not root.is_dir():
+            raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
+        folder = str(root)
+        files = scan_folder(root, recursive, patterns)
+        plan = plan_sync(files, self._folder_records(folder))
+        report = IndexReport(unchanged=len(plan.unchanged))
+        jobs = [
+            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}) for i, f in enumerate(plan.todo)
+        ]
+        report.ids = [None] * len(jobs)
+        with _progress(len(files), progress, callback) as advance:
+            advance(len(plan.unchanged))
+            self._ingest(jobs, report, advance)
+        if plan.gone:
+            # After the writes: a renamed file's record was rewritten from the old vector first.
+            self._store.delete(ids=plan.gone)
+            report.removed = len(plan.gone)
+        report.ids = []
+        return report
+
+    def _folder_records(self, folder: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        got = self._store.get(where={"folder": folder}, include=["metadatas"])
+        out: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+            uri = uri_of(meta)
+            if uri is not None:
+                out[uri] = (id_, meta or {})
+        return out
+
+    def _ingest(self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None) -> None:
+        with BackgroundWriter[WriteBatch](self._write) as writer:
+            for start in range(0, len(jobs), self._chunk):
+                chunk = jobs[start : start + self._chunk]
+                batch = ingest_chunk(chunk, self._store, self.encoder, report)
+                if len(batch):
+                    writer.put(batch)
+                if advance is not None:
+                    advance(len(chunk))
+
+    def _write(self, batch: WriteBatch) -> None:
+        # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),
+        # changed ones upsert, touched ones update metadata only.
+        with self._store.lock:
+            for rows, method in (
+                (batch.new, self._store.add),
+                (batch.changed, self._store.upsert),
+            ):
+                for start in range(0, len(rows), self._max_batch):
+                    part = rows[start : start + self._max_batch]
+                    docs = [r[4] for r in part]
+                    method(
+                        ids=[r[0] for r in part],
+                        embeddings=np.stack([r[1] for r in part]),
+                        metadatas=[r[2] for r in part],
+                        uris=[r[3] for r in part],  # Chroma accepts None
+                        documents=docs if any(d is not None for d in docs) else None,
+                    )
+            for start in range(0, len(batch.refreshed), self._max_batch):
+                part_r = batch.refreshed[start : start + self._max_batch]
+                self._store.update(
+                    ids=[r[0] for r in part_r],
+                    metadatas=[r[1] for r in part_r],
+                )
+
+    # -- searching ----------------------------------------------------------------------
+
+    def embed_query(self, query: str | ImageInput, query_type: QueryType = "auto") -> np.ndarray:
+        """The query's vector: a text, or an image (see `search` for how `auto` decides)."""
+        if _is_text_query(query, query_type):
+            vectors = self.encoder.embed_texts([str(query)])
+        else:
+            vectors = self.encoder.embed_images([query])
+        return np.asarray(vectors[0], dtype=np.float32)
+
+    def search(
+        self,
+        query: str | ImageInput,
+        k: int = 4,
+        where: Where | None = None,
+        where_document: Where | None = None,
+        *,
+        query_type: QueryType = "auto",
+    ) -> list[SearchHit]:
+        """The k images closest to a text or an image, best first.
+
+        Args:
+            query: a text, or an image: a str is an image when it is an existing path, an
+                http(s) URL or a data: URI (`query_type="auto"`), else a text. Bytes, Path,
+                PIL images and arrays are images.
+            k: how many hits.
+            where: a Chroma metadata filter, e.g. `{"mime": "image/png"}`.
+            where_document: a Chroma document filter, e.g. `{"$contains": "cat"}`.
+            query_type: "auto", or force "text" or "image".
+
+        Returns:
+            SearchHits; `score` is cosine similarity (1 - Chroma's cosine distance).
+        """
+        return self.search_by_vector(self.embed_query(query, query_type), k, where, where_document)
+
+    def search_by_vector(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int = 4,
+        where: Where | None = None,
+        where_document: Where | None = None,
+    ) -> list[SearchHit]:
+        """The k records closest to a vector from this index's model, best first."""
+        if k < 1:
+            return []
+        result = self._store.query(
+            query_embeddings=[self._check_vectors([vector], 1)[0]],
+            n_results=k,
+            where=dict(where) if where else None,
+            where_document=dict(where_document) if where_document else None,
+            include=["metadatas", "distances", "uris"],
+        )
+        return hits_from_query(result)
+
+    def max_marginal_relevance(
+        self,
+        query: str | ImageInput,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        where: Where | None = None,
+        where_document: Where | None = None,
+        *,
+        query_type: QueryType = "auto",
+    ) -> list[SearchHit]:
+        """Hits that are relevant and diverse: maximal marginal relevance over `fetch_k`.
+
+        `lambda_mult` is 1 for pure relevance, 0 for pure diversity. Scores stay the
+        cosine similarity to the query.
+        """
+        vector = self.embed_query(query, query_type)
+        return self.max_marginal_relevance_by_vector(
+            vector, k, fetch_k, lambda_mult, where, where_document
+        )
+
+    def max_marginal_relevance_by_vector(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        where: Where | None = None,
+        where_document: Where | None = None,
+    ) -> list[SearchHit]:
+        """Like `max_marginal_relevance`, for a vector."""
+        if not 0.0 <= lambda_mult <= 1.0:
+            raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
+        if k < 1:
+            return []
+        query = self._check_vectors([vector], 1)[0]
+        result = self._store.query(
+            query_embeddings=[query],
+            n_results=max(k, fetch_k),
+            where=dict(where) if where else None,
+            where_document=dict(where_document) if where_document else None,
+            include=["metadatas", "distances", "uris", "embeddings"],
+        )
+        hits = hits_from_query(result)
+        if not hits:
+            return []
+        candidates = np.asarray(result["embeddings"][0], dtype=np.float32)
+        return [hits[i] for i in mmr_select(query, candidates, k, lambda_mult)]
+
+    # -- records ------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str], *, include_embeddings: bool = False) -> list[IndexRecord]:
+        """The stored records of these ids, in the order asked (missing ids are left out)."""
+        if isinstance(ids, str):
+            ids = [ids]
+        if not ids:
+            return []
+        include: list[str] = ["metadatas", "uris"] + (["embeddings"] if include_embeddings else [])
+        got = self._store.get(ids=list(ids), include=include)
+        embeddings = got.get("embeddings")
+        n = len(got["ids"])
+        none: list[Any] = [None] * n
+        metas: list[Any] = list(got["metadatas"] or none)
+        uris: list[Any] = list(got.get("uris") or none)
+        found: dict[str, IndexRecord] = {}
+        for row, id_ in enumerate(got["ids"]):
+            meta = dict(metas[row] or {})
+            vector = None if embeddings is None else np.asarray(embeddings[row], np.float32)
+            found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector)
+        return [found[i] for i in ids if i in found]
+
+    def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
+        """Delete records by id, by metadata filter, or both (records matching both)."""
+        if ids is None and where is None:
+            raise ValueError("pass ids or where; to delete everything, drop the collection")
+        if isinstance(ids, str):
+            ids = [ids]
+        self._store.delete(
+            ids=list(ids) if ids is not None else None,
+            where=dict(where) if where else None,
+        )
+
+    def count(self) -> int:
+        """How many records the collection holds."""
+        return self._store.count()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
+        array = np.asarray(vectors, dtype=np.float32)
+        dim = int(self.encoder.dim)
+        if array.ndim != 2 or array.shape != (n, dim):
+            raise ValueError(
+                f"expected {n} vector(s) of dim {dim} from model {self.encoder.model_id}, "
+                f"got shape {array.shape}"
+            )
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
+        return np.asarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _is_text_query(query: object, query_type: QueryType) -> bool:
+    if query_type not in ("auto", "text", "image"):
+        raise ValueError(f"query_type must be 'auto', 'text' or 'image', not {query_type!r}")
+    if query_type != "auto":
+        if query_type == "text" and not isinstance(query, str):
+            raise TypeError(f"a text query must be a str, got {type(query).__name__}")
+        return query_type == "text"
+    return isinstance(query, str) and not images.is_image_reference(query)
+
+
+def _as_list(sources: Sequence[ImageInput]) -> list[ImageInput]:
+    single = (str, bytes, bytearray, os.PathLike, Image.Image)
+    if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim < 4):
+        raise TypeError(f"pass a list of images, not one {type(sources).__name__}: add([image])")
+    return list(sources)
+
+
+def _aligned(name: str, values: Sequence[Any] | None, n: int) -> list[Any]:
+    if values is None:
+        return [None] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} inputs; give one per input")
+    return values
+
+
+@contextmanager
+def _progress(total: int, show: bool | None, callback: Progress | None) -> Iterator[Advance]:
+    """An `advance(n)` function that drives a tqdm bar and/or the caller's callback."""
+    if show is None:
+        show = sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="img", desc="indexing", file=sys.stderr)
+    done = 0
+
+    def advance(n: int, _total: int = total) -> None:
+        nonlocal done
+        done += n
+        if bar is not None:
+            bar.update(n)
+        if callback is not None:
+            callback(done, _total)
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.close()

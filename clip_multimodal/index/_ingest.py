@@ -1,0 +1,174 @@
+"""The ingest pipeline shared by `add` and `index_folder`: read, dedupe, embed, write.
+
+Per chunk of inputs: read and hash them (threads), look up which ids and which contents are
+stored already (two queries), embed only the new contents, and hand the finished records to
+the background writer. The next chunk is embedded while the writer stores this one.
+Records are written only once their vector exists, so a run killed at any point leaves
+complete records only; the re-run finds them stored and skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.index._records import FailedItem, IndexReport, Metadata, merge_metadata
+from clip_multimodal.index._sources import Source, read_many
+from clip_multimodal.types import ImageInput
+
+if TYPE_CHECKING:
+    from clip_multimodal.index._store import LockedCollection
+    from clip_multimodal.types import Encoder
+
+__all__ = ["Job", "WriteBatch", "ingest_chunk"]
+
+
+@dataclass
+class Job:
+    """One input to index: where it sits in the caller's list, and what to store with it."""
+
+    position: int
+    source: ImageInput
+    id: str | None = None  # None: the content hash
+    metadata: Mapping[str, Any] | None = None
+    document: str | None = None
+    extra: Metadata = field(default_factory=dict)  # index-owned keys (the folder tag)
+
+
+@dataclass
+class WriteBatch:
+    """Records ready to store: `add` for new ids, `upsert` for changed ones, `update` for
+    metadata-only refreshes (a touched file, a re-tagged folder)."""
+
+    new: list[tuple[str, np.ndarray, Metadata, str | None, str | None]] = field(
+        default_factory=list
+    )
+    changed: list[tuple[str, np.ndarray, Metadata, str | None, str | None]] = field(
+        default_factory=list
+    )
+    refreshed: list[tuple[str, Metadata]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.changed) + len(self.refreshed)
+
+
+@dataclass
+class _Ready:
+    job: Job
+    source: Source
+    id: str
+    metadata: Metadata
+    stored: Mapping[str, Any] | None  # the existing record's metadata, if the id exists
+
+
+def ingest_chunk(
+    jobs: Sequence[Job], collection: LockedCollection, encoder: Encoder, report: IndexReport
+) -> WriteBatch:
+    """Prepare one chunk's records and update `report`; the caller writes the batch."""
+    ready = _read(jobs, report)
+    stored = _stored_metadata(collection, [r.id for r in ready])
+    batch = WriteBatch()
+    to_embed: list[_Ready] = []
+    seen: set[str] = set()
+    for item in ready:
+        item.stored = stored.get(item.id)
+        report.ids[item.job.position] = item.id
+        if item.id in seen or _same_content(item):
+            report.unchanged += 1  # the same image twice in one call is stored once
+            if item.id not in seen and not _same_metadata(item):
+                batch.refreshed.append((item.id, item.metadata))
+        else:
+            to_embed.append(item)
+        seen.add(item.id)
+    vectors = _vectors(to_embed, collection, encoder, report)
+    for item in to_embed:
+        vector = vectors.get(item.source.sha256)
+        if vector is None:
+            report.ids[item.job.position] = None
+            continue
+        record = (item.id, vector, item.metadata, item.source.uri, item.job.document)
+        if item.stored is None:
+            batch.new.append(record)
+            report.added += 1
+        else:
+            batch.changed.append(record)
+            report.updated += 1
+    return batch
+
+
+def _read(jobs: Sequence[Job], report: IndexReport) -> list[_Ready]:
+    ready = []
+    for job, result in zip(jobs, read_many([j.source for j in jobs]), strict=True):
+        if isinstance(result, ImageLoadError):
+            report.failed.append(FailedItem(result.source, result.reason))
+            continue
+        own = result.metadata()
+        own.update(job.extra)
+        try:
+            meta = merge_metadata(job.metadata, own)
+        except ValueError as exc:
+            report.failed.append(FailedItem(result.desc, str(exc)))
+            continue
+        ready.append(_Ready(job, result, job.id or result.sha256, meta, None))
+    return ready
+
+
+def _stored_metadata(collection: LockedCollection, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+    if not ids:
+        return {}
+    got = collection.get(ids=list(dict.fromkeys(ids)), include=["metadatas"])
+    metas = got["metadatas"] or [{}] * len(got["ids"])
+    return {id_: dict(meta or {}) for id_, meta in zip(got["ids"], metas, strict=True)}
+
+
+def _same_content(item: _Ready) -> bool:
+    return item.stored is not None and item.stored.get("sha256") == item.source.sha256
+
+
+def _same_metadata(item: _Ready) -> bool:
+    stored = item.stored or {}
+    return all(stored.get(k) == v for k, v in item.metadata.items())
+
+
+def _vectors(
+    items: Sequence[_Ready], collection: LockedCollection, encoder: Encoder, report: IndexReport
+) -> dict[str, np.ndarray]:
+    """sha256 -> vector: reused from any stored record with that content, else embedded."""
+    if not items:
+        return {}
+    vectors = _stored_vectors(collection, list({i.source.sha256 for i in items}))
+    pending: dict[str, _Ready] = {}
+    for item in items:
+        if item.source.sha256 not in vectors:
+            pending.setdefault(item.source.sha256, item)  # identical inputs embed once
+    if pending:
+        todo = list(pending.values())
+        result = encoder.try_embed_images([i.source.payload for i in todo])
+        for row, index in enumerate(result.indices):
+            vectors[todo[index].source.sha256] = result.vectors[row]
+        report.embedded += len(result.indices)
+        failed = {todo[i].source.sha256: exc for i, exc in result.errors.items()}
+        for item in items:
+            exc = failed.get(item.source.sha256)
+            if exc is not None:
+                report.failed.append(FailedItem(item.source.desc, exc.reason))
+    return vectors
+
+
+def _stored_vectors(collection: LockedCollection, hashes: list[str]) -> dict[str, np.ndarray]:
+    where: Any = {"sha256": {"$in": hashes}}
+    got = collection.get(where=where, include=["embeddings", "metadatas"])
+    embeddings = got["embeddings"]
+    if embeddings is None or len(got["ids"]) == 0:
+        return {}
+    metas = got["metadatas"] or []
+    out: dict[str, np.ndarray] = {}
+    for meta, vector in zip(metas, embeddings, strict=True):
+        sha = (meta or {}).get("sha256")
+        if isinstance(sha, str):
+            out[sha] = np.asarray(vector, dtype=np.float32)
+    return out

@@ -1,0 +1,125 @@
+"""What the index stores and returns: record metadata, hits, records and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "RESERVED_KEYS",
+    "FailedItem",
+    "IndexRecord",
+    "IndexReport",
+    "SearchHit",
+]
+
+Metadata = dict[str, "str | int | float | bool"]
+
+#: Metadata keys the index writes itself; user metadata cannot override them.
+RESERVED_KEYS = frozenset(
+    {"uri", "mime", "width", "height", "size", "mtime", "sha256", "modality", "folder"}
+)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result.
+
+    Attributes:
+        id: the record id.
+        uri: the image's path or URL; None for images added as bytes, base64 or pixels.
+        score: cosine similarity between the query and the image, in [-1, 1], higher is
+            better. Chroma's cosine distance `d` is converted as `1 - d`.
+        metadata: the record's metadata (uri, mime, width, height, size, mtime, sha256,
+            modality and any user keys).
+    """
+
+    id: str
+    uri: str | None
+    score: float
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """One stored record, as `ImageIndex.get` returns it (embedding only when asked for)."""
+
+    id: str
+    uri: str | None
+    metadata: Mapping[str, Any]
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    """An input that was not indexed, and why (the rest of the batch was)."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What an `add` or `index_folder` call did.
+
+    Attributes:
+        added: new records written.
+        updated: existing records whose image changed and were rewritten.
+        unchanged: inputs already indexed as they are (nothing re-embedded).
+        removed: records deleted because their file no longer exists.
+        failed: each input that could not be indexed, with the reason.
+        embedded: images that went through the model; the rest reused a stored vector.
+        ids: for `add`, the record id of each input in order (None where it failed).
+    """
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[FailedItem] = field(default_factory=list)
+    embedded: int = 0
+    ids: list[str | None] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"removed {self.removed}, failed {len(self.failed)} (embedded {self.embedded})"
+        )
+
+
+def merge_metadata(user: Mapping[str, Any] | None, own: Metadata) -> Metadata:
+    """User keys first, then the index's own keys, which win (they drive sync and hits)."""
+    merged: Metadata = {}
+    if user:
+        clash = RESERVED_KEYS.intersection(user)
+        if clash:
+            raise ValueError(
+                f"metadata keys {sorted(clash)} are reserved by the index; rename them "
+                f"(reserved: {sorted(RESERVED_KEYS)})"
+            )
+        merged.update(user)
+    merged.update(own)
+    return merged
+
+
+def uri_of(metadata: Mapping[str, Any] | None, uri: str | None = None) -> str | None:
+    """The record's URI: Chroma's `uris` field where present, else our `uri` metadata key."""
+    if uri:
+        return uri
+    value = (metadata or {}).get("uri")
+    return value if isinstance(value, str) and value else None
+
+
+def hits_from_query(result: Mapping[str, Any]) -> list[SearchHit]:
+    """Turn the first row of a Chroma query result into hits (score = 1 - cosine distance)."""
+    ids: list[str] = result["ids"][0]
+    distances = result["distances"][0]
+    metadatas = (result.get("metadatas") or [[None] * len(ids)])[0]
+    uris = (result.get("uris") or [[None] * len(ids)])[0]
+    return [
+        SearchHit(id_, uri_of(meta, uri), 1.0 - float(dist), dict(meta or {}))
+        for id_, dist, meta, uri in zip(ids, distances, metadatas, uris, strict=True)
+    ]

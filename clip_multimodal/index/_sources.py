@@ -1,0 +1,133 @@
+"""Turn each input into what the index needs before embedding: bytes, hash, URI and size.
+
+Reading is cheap next to embedding, so every input is read and hashed first; only inputs
+whose content is not stored yet go to the model. The model gets the encoded bytes (or the
+pixels) and decodes them in its own worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+
+from clip_multimodal import images
+from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.index._records import Metadata
+from clip_multimodal.types import ImageInput
+
+__all__ = ["Source", "read_many", "read_source"]
+
+_ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+_OCTET = "application/octet-stream"
+_READERS = 8  # file and URL reads wait on I/O, not the CPU
+
+
+@dataclass
+class Source:
+    """One readable input: what the model needs (`payload`) and what the record stores."""
+
+    desc: str
+    uri: str | None
+    payload: ImageInput
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    size: int
+    mtime: float | None
+
+    def metadata(self) -> Metadata:
+        """The index's own metadata keys for this image."""
+        meta: Metadata = {
+            "mime": self.mime,
+            "width": self.width,
+            "height": self.height,
+            "size": self.size,
+            "sha256": self.sha256,
+            "modality": "image",
+        }
+        if self.uri is not None:
+            meta["uri"] = self.uri
+        if self.mtime is not None:
+            meta["mtime"] = self.mtime
+        return meta
+
+
+def read_many(sources: Sequence[ImageInput]) -> list[Source | ImageLoadError]:
+    """Read every input in parallel; a failure is returned in its place, not raised."""
+    if len(sources) <= 1:
+        return [_read_or_error(s) for s in sources]
+    with ThreadPoolExecutor(min(_READERS, len(sources))) as pool:
+        return list(pool.map(_read_or_error, sources))
+
+
+def _read_or_error(source: ImageInput) -> Source | ImageLoadError:
+    try:
+        return read_source(source)
+    except ImageLoadError as exc:
+        return exc
+
+
+def read_source(source: ImageInput) -> Source:
+    """Read, hash and probe one input without decoding its pixels.
+
+    Raises:
+        ImageLoadError: the input cannot be read, or its header is not an image.
+    """
+    desc = images.describe_source(source)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return _from_pixels(source)
+    uri, mtime = _locate(source)
+    data = images.read_bytes(source)
+    mime, width, height = _probe(data, desc)
+    digest = hashlib.sha256(data).hexdigest()
+    return Source(desc, uri, data, digest, mime, width, height, len(data), mtime)
+
+
+def _locate(source: ImageInput) -> tuple[str | None, float | None]:
+    """The absolute path (or the URL) a record keeps, and a file's mtime."""
+    if isinstance(source, str) and images.is_image_reference(source):
+        if source[:5].lower() == "data:":
+            return None, None
+        if urlsplit(source).scheme.lower() in ("http", "https"):
+            return source, None
+    elif not isinstance(source, os.PathLike):
+        return None, None  # bytes, base64, or a path that does not exist (read_bytes says so)
+    path = Path(os.fsdecode(source)).expanduser().absolute()
+    try:
+        return str(path), path.stat().st_mtime
+    except OSError:
+        return str(path), None
+
+
+def _from_pixels(source: Image.Image | np.ndarray[Any, Any]) -> Source:
+    # Already decoded: the core loader normalizes to RGB and hashes the pixels.
+    rgb, info = images.load_image_with_info(source)
+    desc = images.describe_source(source)
+    return Source(desc, None, rgb, info.sha256, info.mime, info.width, info.height, info.size, None)
+
+
+def _probe(data: bytes, desc: str) -> tuple[str, int, int]:
+    """Format and oriented size from the header alone (the model decodes the pixels later)."""
+    if not data:
+        raise ImageLoadError(desc, "empty input (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in _ROTATED:
+            width, height = height, width
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(desc, f"too large, possible decompression bomb ({exc})") from exc
+    except Exception as exc:  # PIL raises many types for bad headers; all mean "not an image"
+        raise ImageLoadError(desc, f"not an image PIL can decode ({exc})") from exc
+    return Image.MIME.get(image.format or "", _OCTET), width, height

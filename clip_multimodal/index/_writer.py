@@ -1,0 +1,63 @@
+"""One background writer, so that embedding the next chunk overlaps writing the last one."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+__all__ = ["BackgroundWriter"]
+
+T = TypeVar("T")
+_STOP = object()
+
+
+class BackgroundWriter(Generic[T]):
+    """Runs `write(item)` for each `put` item, in order, on one thread.
+
+    The queue is bounded (`depth`), so a producer faster than the store waits instead of
+    piling chunks up in memory. The first write error stops the writer and is raised from
+    the next `put` or from `close`. Use it as a context manager: leaving the block waits for
+    every queued write.
+    """
+
+    def __init__(self, write: Callable[[T], None], depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="clip-index-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, item: T) -> None:
+        self._raise_if_failed()
+        self._queue.put(item)
+
+    def __enter__(self) -> BackgroundWriter[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # On the producer's own error, still finish what was queued: those chunks are
+        # complete records, and writing them leaves less work for the re-run.
+        self._queue.put(_STOP)
+        self._thread.join()
+        if exc is None:
+            self._raise_if_failed()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _STOP:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._write(item)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    self._error = exc
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
