@@ -98,7 +98,8 @@ def test_records_keep_uri_and_metadata_but_never_bytes(index: ImageIndex, tmp_pa
     assert meta["uri"] == str(path)
     assert meta["mime"] == "image/png"
     assert (meta["width"], meta["height"], meta["size"]) == (30, 20, len(data))
-    assert meta["mtime"] == path.stat().st_mtime
+    assert meta["mtime_ns"] == path.stat().st_mtime_ns
+    assert meta["mtime"] == pytest.approx(path.stat().st_mtime)
     assert meta["modality"] == "image"
     assert (meta["label"], meta["rank"]) == ("green", 3)
     assert record.embedding is not None

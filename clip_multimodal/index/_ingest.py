@@ -131,7 +131,8 @@ def _same_content(item: _Ready) -> bool:
 
 def _same_metadata(item: _Ready) -> bool:
     stored = item.stored or {}
-    return all(stored.get(k) == v for k, v in item.metadata.items())
+    # "mtime" is derived from the exact "mtime_ns"; floats may not survive a server round trip.
+    return all(stored.get(k) == v for k, v in item.metadata.items() if k != "mtime")
 
 
 def _vectors(

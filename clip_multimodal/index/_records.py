@@ -20,7 +20,18 @@ Metadata = dict[str, "str | int | float | bool"]
 
 #: Metadata keys the index writes itself; user metadata cannot override them.
 RESERVED_KEYS = frozenset(
-    {"uri", "mime", "width", "height", "size", "mtime", "sha256", "modality", "folder"}
+    {
+        "uri",
+        "mime",
+        "width",
+        "height",
+        "size",
+        "mtime",
+        "mtime_ns",
+        "sha256",
+        "modality",
+        "folder",
+    }
 )
 
 
@@ -33,8 +44,8 @@ class SearchHit:
         uri: the image's path or URL; None for images added as bytes, base64 or pixels.
         score: cosine similarity between the query and the image, in [-1, 1], higher is
             better. Chroma's cosine distance `d` is converted as `1 - d`.
-        metadata: the record's metadata (uri, mime, width, height, size, mtime, sha256,
-            modality and any user keys).
+        metadata: the record's metadata (uri, mime, width, height, size, mtime, mtime_ns,
+            sha256, modality and any user keys).
     """
 
     id: str

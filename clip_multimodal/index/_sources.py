@@ -44,7 +44,7 @@ class Source:
     width: int
     height: int
     size: int
-    mtime: float | None
+    mtime_ns: int | None
 
     def metadata(self) -> Metadata:
         """The index's own metadata keys for this image."""
@@ -58,8 +58,10 @@ class Source:
         }
         if self.uri is not None:
             meta["uri"] = self.uri
-        if self.mtime is not None:
-            meta["mtime"] = self.mtime
+        if self.mtime_ns is not None:
+            # mtime_ns is what sync compares: floats do not survive every Chroma round trip.
+            meta["mtime"] = self.mtime_ns / 1e9
+            meta["mtime_ns"] = self.mtime_ns
         return meta
 
 
@@ -87,15 +89,15 @@ def read_source(source: ImageInput) -> Source:
     desc = images.describe_source(source)
     if isinstance(source, (Image.Image, np.ndarray)):
         return _from_pixels(source)
-    uri, mtime = _locate(source)
+    uri, mtime_ns = _locate(source)
     data = images.read_bytes(source)
     mime, width, height = _probe(data, desc)
     digest = hashlib.sha256(data).hexdigest()
-    return Source(desc, uri, data, digest, mime, width, height, len(data), mtime)
+    return Source(desc, uri, data, digest, mime, width, height, len(data), mtime_ns)
 
 
-def _locate(source: ImageInput) -> tuple[str | None, float | None]:
-    """The absolute path (or the URL) a record keeps, and a file's mtime."""
+def _locate(source: ImageInput) -> tuple[str | None, int | None]:
+    """The absolute path (or the URL) a record keeps, and a file's mtime in nanoseconds."""
     if isinstance(source, str) and images.is_image_reference(source):
         if source[:5].lower() == "data:":
             return None, None
@@ -105,7 +107,7 @@ def _locate(source: ImageInput) -> tuple[str | None, float | None]:
         return None, None  # bytes, base64, or a path that does not exist (read_bytes says so)
     path = Path(os.fsdecode(source)).expanduser().absolute()
     try:
-        return str(path), path.stat().st_mtime
+        return str(path), path.stat().st_mtime_ns
     except OSError:
         return str(path), None
 

@@ -23,7 +23,7 @@ DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.gif", "*.bmp", "*.t
 @dataclass(frozen=True)
 class FileStat:
     uri: str
-    mtime: float
+    mtime_ns: int
     size: int
 
 
@@ -45,7 +45,7 @@ def scan_folder(root: Path, recursive: bool, patterns: Sequence[str]) -> list[Fi
     """Every matching file under root, with (mtime, size) from the directory walk's stat."""
     lowered = tuple(p.lower() for p in patterns)
     found = [
-        FileStat(entry.path, stat.st_mtime, stat.st_size)
+        FileStat(entry.path, stat.st_mtime_ns, stat.st_size)
         for entry in _walk(str(root), recursive)
         if _matches(entry.name.lower(), lowered)
         for stat in (entry.stat(),)
@@ -94,4 +94,4 @@ def plan_sync(
 
 
 def _same_stat(meta: Mapping[str, Any], f: FileStat) -> bool:
-    return meta.get("mtime") == f.mtime and meta.get("size") == f.size
+    return meta.get("mtime_ns") == f.mtime_ns and meta.get("size") == f.size
