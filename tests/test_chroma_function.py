@@ -1,0 +1,212 @@
+"""CLIPEmbeddingFunction (Chroma's native protocol) and URILoader, on real Chroma."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from chromadb.utils.embedding_functions import known_embedding_functions
+from PIL import Image
+
+from clip_multimodal.chroma import CLIPEmbeddingFunction, URILoader
+from clip_multimodal.images import load_image
+from clip_multimodal.models import DEMO_MODEL
+
+# -- the protocol, without a model -----------------------------------------------------------
+
+
+def test_registered_under_its_name() -> None:
+    assert CLIPEmbeddingFunction.name() == "clip_multimodal"
+    assert known_embedding_functions["clip_multimodal"] is CLIPEmbeddingFunction
+
+
+def test_config_round_trip_loads_no_model() -> None:
+    ef = CLIPEmbeddingFunction(model_name="ViT-B-32", pretrained="some-tag", device="cpu")
+    config = ef.get_config()
+
+    rebuilt = CLIPEmbeddingFunction.build_from_config(config)
+
+    assert config == {"model_name": "ViT-B-32", "pretrained": "some-tag", "device": "cpu"}
+    assert rebuilt.get_config() == config
+    assert rebuilt._encoder is None  # weights load on first use, not on reopen
+    assert ef.default_space() == "cosine"
+    assert "cosine" in ef.supported_spaces()
+    assert ef.is_legacy() is False
+
+
+def test_bad_configs_and_model_changes_are_refused() -> None:
+    with pytest.raises(ValueError, match="model_name"):
+        CLIPEmbeddingFunction.validate_config({"device": "cpu"})
+    with pytest.raises(ValueError, match="device"):
+        CLIPEmbeddingFunction.validate_config({"model_name": "x", "device": 3})
+    ef = CLIPEmbeddingFunction(model_name="a", pretrained=None, device="cpu")
+    with pytest.raises(ValueError, match="new collection"):
+        ef.validate_config_update(ef.get_config(), {"model_name": "b"})
+    ef.validate_config_update(ef.get_config(), {"device": "cuda"})  # a device change is fine
+
+
+# -- the URI loader ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on loopback."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_uri_loader_reads_paths_and_urls(served_folder: tuple[Path, str]) -> None:
+    folder, base = served_folder
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:5, ..., 3] = 255  # half transparent: composited on white
+    Image.fromarray(rgba).save(folder / "a.png")
+    Image.fromarray(np.full((6, 7), 40, np.uint8)).save(folder / "b.png")
+
+    arrays = URILoader()([str(folder / "a.png"), f"{base}/b.png", None, f"{base}/a.png"])
+
+    assert arrays[2] is None
+    first, second, fourth = arrays[0], arrays[1], arrays[3]
+    assert first is not None and second is not None and fourth is not None
+    assert first.shape == (10, 12, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, np.asarray(load_image(folder / "a.png")))
+    assert np.array_equal(fourth, first)
+    assert second.shape == (6, 7, 3) and int(second[0, 0, 0]) == 40
+
+
+# -- with the demo model -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ef(demo_encoder: Any) -> CLIPEmbeddingFunction:
+    return CLIPEmbeddingFunction(encoder=demo_encoder)
+
+
+def test_an_encoder_passed_in_is_described_by_its_model_spec(
+    ef: CLIPEmbeddingFunction, demo_encoder: Any
+) -> None:
+    assert ef.get_config() == {"model_name": DEMO_MODEL, "pretrained": None, "device": "cpu"}
+    assert CLIPEmbeddingFunction.build_from_config(ef.get_config()).encoder is demo_encoder
+
+
+def test_texts_and_images_are_embedded_in_one_batch_each(
+    ef: CLIPEmbeddingFunction,
+    demo_encoder: Any,
+    demo_images_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = ["a handwritten seven", "a red circle", "a cat", "a blue square", "a dog"]
+    paths = sorted(demo_images_dir.rglob("*.png"))[:3]
+    arrays = [np.asarray(Image.open(p)) for p in paths]
+    calls: list[tuple[str, int]] = []
+    real_texts, real_images = demo_encoder.embed_texts, demo_encoder.embed_images
+
+    def spy_texts(batch: Any) -> Any:
+        calls.append(("texts", len(batch)))
+        return real_texts(batch)
+
+    def spy_images(batch: Any) -> Any:
+        calls.append(("images", len(batch)))
+        return real_images(batch)
+
+    monkeypatch.setattr(demo_encoder, "embed_texts", spy_texts)
+    monkeypatch.setattr(demo_encoder, "embed_images", spy_images)
+
+    text_vectors = ef(texts)
+    image_vectors = ef(arrays)
+    mixed = ef([texts[0], arrays[1], texts[2]])  # type: ignore[list-item]
+
+    assert calls[:2] == [("texts", 5), ("images", 3)]
+    assert np.allclose(np.array(text_vectors), real_texts(texts), atol=1e-5)
+    assert np.allclose(np.array(image_vectors), real_images(paths), atol=1e-5)
+    assert np.allclose(mixed[1], image_vectors[1], atol=1e-5)
+    assert np.allclose(mixed[2], text_vectors[2], atol=1e-5)
+    assert all(v.dtype == np.float32 for v in text_vectors)
+
+
+def test_other_array_dtypes_from_chroma_loaders_are_accepted(ef: CLIPEmbeddingFunction) -> None:
+    grey16 = np.full((20, 20), 30000, np.uint16)  # what PIL gives for 16-bit PNGs
+    unit = np.full((20, 20, 3), 0.5, np.float64)
+    vectors = ef([grey16, unit])  # type: ignore[list-item]
+    assert len(vectors) == 2 and np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-4)
+
+
+def _seven_and_probe(demo_images_dir: Path) -> tuple[list[Path], Path]:
+    paths = sorted(demo_images_dir.rglob("*.png"))
+    return paths, sorted((demo_images_dir / "shapes").glob("*.png"))[2]
+
+
+def test_a_native_multimodal_collection_reopens_by_name(
+    chroma_client: Any, ef: CLIPEmbeddingFunction, demo_images_dir: Path
+) -> None:
+    name = f"native-{uuid.uuid4().hex[:10]}"
+    paths, probe = _seven_and_probe(demo_images_dir)
+    created = chroma_client.create_collection(
+        name,
+        embedding_function=ef,
+        data_loader=URILoader(),
+        configuration={"hnsw": {"space": "cosine"}},
+    )
+    created.add(ids=[p.name for p in paths], uris=[str(p) for p in paths])
+
+    reopened = chroma_client.get_collection(name, data_loader=URILoader())  # no function given
+    by_image = reopened.query(query_uris=[str(probe)], n_results=1, include=["uris", "distances"])
+    by_text = reopened.query(query_texts=["a handwritten seven"], n_results=3, include=["uris"])
+    again = chroma_client.get_collection(name, embedding_function=ef, data_loader=URILoader())
+
+    assert by_image["ids"][0] == [probe.name]
+    assert by_image["distances"][0][0] == pytest.approx(0.0, abs=1e-3)
+    assert "digits/seven-" in by_text["uris"][0][0]
+    assert again.count() == len(paths)
+    persisted = reopened.configuration["embedding_function"]
+    assert persisted.name() == "clip_multimodal"
+    assert persisted.get_config() == ef.get_config()
+
+
+def test_a_native_collection_reopens_in_a_fresh_process(
+    tmp_path: Path, ef: CLIPEmbeddingFunction, demo_images_dir: Path
+) -> None:
+    import chromadb
+
+    paths, probe = _seven_and_probe(demo_images_dir)
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    col = client.create_collection("native", embedding_function=ef, data_loader=URILoader())
+    col.add(ids=[p.name for p in paths], uris=[str(p) for p in paths])
+    script = (
+        "import sys, chromadb\n"
+        "from clip_multimodal.chroma import URILoader\n"
+        "client = chromadb.PersistentClient(path=sys.argv[1])\n"
+        "col = client.get_collection('native', data_loader=URILoader())\n"
+        "print(col.query(query_uris=[sys.argv[2]], n_results=1)['ids'][0][0])\n"
+    )
+
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "db"), str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    assert out.stdout.strip() == probe.name
