@@ -1,0 +1,130 @@
+"""CLIPEmbeddings in isolation: the standard unit suite, types, batching, async, config."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
+from clip_multimodal.models import DEMO_MODEL
+from clip_multimodal.testing import FakeEncoder
+from langchain_tests.unit_tests import EmbeddingsUnitTests
+from PIL import Image
+from pydantic import ValidationError
+
+from langchain_clip_multimodal import CLIPEmbeddings
+
+
+class TestCLIPEmbeddingsStandard(EmbeddingsUnitTests):
+    @property
+    def embeddings_class(self) -> type[CLIPEmbeddings]:
+        return CLIPEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, str]:
+        return {"model_name": DEMO_MODEL, "device": "cpu"}
+
+
+class SlowThreadRecordingEncoder(FakeEncoder):
+    """Records the thread each call runs on, and takes a while, like a real model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def embed_texts(self, texts):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.get_ident())
+        time.sleep(0.2)
+        return super().embed_texts(texts)
+
+    def embed_images(self, images):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.get_ident())
+        time.sleep(0.2)
+        return super().embed_images(images)
+
+
+@pytest.fixture
+def pngs(tmp_path: Path) -> list[str]:
+    paths = []
+    for i, colour in enumerate(["red", "green", "blue"]):
+        path = tmp_path / f"{colour}.png"
+        Image.new("RGB", (40 + i * 10, 30), colour).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_texts_are_python_floats_batched_in_one_call(fake_encoder: FakeEncoder) -> None:
+    embeddings = CLIPEmbeddings(encoder=fake_encoder)
+    vectors = embeddings.embed_documents(["a cat", "a dog", "a bird"])
+    assert fake_encoder.calls == [("embed_texts", 3)]
+    assert all(type(x) is float for row in vectors for x in row)
+    expected = fake_encoder.embed_texts(["a cat", "a dog", "a bird"])
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+    assert embeddings.embed_query("a dog") == vectors[1]
+
+
+def test_images_are_embedded_in_one_batch(fake_encoder: FakeEncoder, pngs: list[str]) -> None:
+    embeddings = CLIPEmbeddings(encoder=fake_encoder)
+    vectors = embeddings.embed_image(pngs)
+    assert fake_encoder.calls == [("embed_images", 3)]
+    assert len(vectors) == 3 and all(type(x) is float for x in vectors[0])
+    np.testing.assert_allclose(vectors, fake_encoder.embed_images(pngs), rtol=1e-6)
+
+
+def test_unreadable_image_names_the_input(fake_encoder: FakeEncoder, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.png"
+    with pytest.raises(ImageLoadError, match="missing.png"):
+        CLIPEmbeddings(encoder=fake_encoder).embed_image([str(missing)])
+
+
+async def test_async_methods_run_off_the_event_loop(pngs: list[str]) -> None:
+    encoder = SlowThreadRecordingEncoder()
+    embeddings = CLIPEmbeddings(encoder=encoder)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    query = await embeddings.aembed_query("a cat")
+    docs = await embeddings.aembed_documents(["a cat", "a dog"])
+    images = await embeddings.aembed_image(pngs[:1])
+    task.cancel()
+    assert ticks >= 20  # the loop kept running during the 0.6 s of "model" time
+    assert threading.get_ident() not in encoder.threads
+    assert query == docs[0] == embeddings.embed_query("a cat")
+    assert images == embeddings.embed_image(pngs[:1])
+
+
+def test_loads_the_model_lazily_and_fails_with_the_core_error() -> None:
+    embeddings = CLIPEmbeddings(model_name="local-dir:/nonexistent/model", device="cpu")
+    with pytest.raises(ModelNotAvailableError, match="open_clip_config.json"):
+        embeddings.embed_query("a cat")
+
+
+def test_config_is_validated_and_the_encoder_is_not_serialized(
+    fake_encoder: FakeEncoder,
+) -> None:
+    with pytest.raises(ValidationError):
+        CLIPEmbeddings(model="ViT-B-32")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        CLIPEmbeddings(precision="fp8")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        CLIPEmbeddings(encoder=object())  # type: ignore[arg-type]
+    dumped = CLIPEmbeddings(encoder=fake_encoder, device="cpu").model_dump()
+    assert "encoder" not in dumped
+    assert dumped["device"] == "cpu"
+    assert CLIPEmbeddings(encoder=fake_encoder).model_id == fake_encoder.model_id
+
+
+def test_copies_keep_working(fake_encoder: FakeEncoder) -> None:
+    embeddings = CLIPEmbeddings(encoder=fake_encoder)
+    copy = embeddings.model_copy(deep=True)
+    assert copy.embed_query("a cat") == embeddings.embed_query("a cat")

@@ -1,0 +1,69 @@
+"""CLIPImageRetriever plumbing on the fake encoder (retrieval quality: integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.documents import Document
+from pydantic import ValidationError
+
+from langchain_clip_multimodal import CLIPImageRetriever
+
+
+def test_an_image_path_is_an_image_query(fake_index: Any, colour_pngs: list[Path]) -> None:
+    docs = CLIPImageRetriever(index=fake_index, k=2).invoke(str(colour_pngs[2]))
+    assert len(docs) == 2
+    best = docs[0]
+    assert best.metadata["uri"] == str(colour_pngs[2])
+    assert best.metadata["score"] == pytest.approx(1.0, abs=1e-4)
+    assert best.metadata["mime"] == "image/png" and best.metadata["width"] == 800
+    assert best.page_content == "image: colours/blue.png (image/png, 800x300)"
+    assert "base64" not in best.page_content and len(best.page_content) < 100
+    assert docs[0].metadata["score"] >= docs[1].metadata["score"]
+
+
+def test_other_strings_are_text_queries(fake_index: Any, fake_encoder: Any) -> None:
+    fake_encoder.calls.clear()
+    CLIPImageRetriever(index=fake_index).invoke("not/a/file.png")
+    assert fake_encoder.calls == [("embed_texts", 1)]
+
+
+def test_k_where_and_threshold_per_call_override_construction(
+    fake_index: Any, colour_pngs: list[Path]
+) -> None:
+    retriever = CLIPImageRetriever(index=fake_index, k=4, where={"warm": True})
+    assert len(retriever.invoke("anything")) == 2
+    assert len(retriever.invoke("anything", k=1)) == 1
+    cold = retriever.invoke("anything", where={"warm": False})
+    assert {Path(d.metadata["uri"]).stem for d in cold} == {"green", "blue"}
+    exact = retriever.invoke(str(colour_pngs[0]), where={}, score_threshold=0.999)
+    assert [Path(d.metadata["uri"]).stem for d in exact] == ["red"]
+    strict = CLIPImageRetriever(index=fake_index, score_threshold=0.999)
+    assert len(strict.invoke(str(colour_pngs[1]))) == 1
+    assert len(strict.invoke(str(colour_pngs[1]), score_threshold=-1.0)) == 4
+
+
+async def test_ainvoke_runs_off_the_event_loop(fake_index: Any, colour_pngs: list[Path]) -> None:
+    threads: list[int] = []
+    original = fake_index.encoder.embed_images
+
+    def recording(images: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(images)
+
+    fake_index.encoder.embed_images = recording
+    retriever = CLIPImageRetriever(index=fake_index, k=3)
+    docs = await retriever.ainvoke(str(colour_pngs[0]), k=1)
+    assert [d.metadata["uri"] for d in docs] == [str(colour_pngs[0])]
+    assert threads and threading.get_ident() not in threads
+    both = await asyncio.gather(retriever.ainvoke("red"), retriever.ainvoke("blue"))
+    assert all(len(r) == 3 and isinstance(r[0], Document) for r in both)
+
+
+def test_k_must_be_positive(fake_index: Any) -> None:
+    with pytest.raises(ValidationError):
+        CLIPImageRetriever(index=fake_index, k=0)
