@@ -220,6 +220,21 @@ def test_add_embeddings_normalizes_and_checks_the_dimension(index: ImageIndex) -
         index.add_embeddings(np.ones((1, 8)), ["y"])
 
 
+def test_add_embeddings_can_replace_and_tag_text_records(index: ImageIndex) -> None:
+    first, second = np.eye(2, 32, dtype=np.float32)
+    index.add_embeddings([first], ["t"], documents=["old caption"], modality="text")
+    index.add_embeddings([second], ["t"], documents=["ignored"])  # kept: replace is off
+    kept = index.get(["t"], include_embeddings=True)[0]
+    index.add_embeddings([second], ["t"], documents=["new caption"], modality="text", replace=True)
+    replaced = index.get(["t"], include_embeddings=True)[0]
+
+    assert kept.document == "old caption" and kept.metadata["modality"] == "text"
+    assert kept.embedding is not None and np.allclose(kept.embedding, first)
+    assert replaced.document == "new caption"
+    assert replaced.embedding is not None and np.allclose(replaced.embedding, second)
+    assert index.count() == 1
+
+
 def test_concurrent_adds_from_threads_leave_no_duplicates(index: ImageIndex) -> None:
     images = [_png((i * 20, 100, 50)) for i in range(10)]
     errors: list[BaseException] = []
@@ -333,6 +348,8 @@ def test_where_filters_on_metadata_and_documents(index: ImageIndex) -> None:
 
     assert sorted(h.metadata["kind"] for h in cats) == ["cat", "cat"]
     assert len(black) == 1 and black[0].metadata["kind"] == "cat"
+    assert black[0].document == "a black cat"
+    assert index.get([black[0].id])[0].document == "a black cat"
     assert len(dogs_with_text) == 1
 
 

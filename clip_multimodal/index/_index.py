@@ -138,11 +138,23 @@ class ImageIndex:
         uris: Sequence[str | None] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         documents: Sequence[str | None] | None = None,
+        modality: str = "image",
+        replace: bool = False,
     ) -> None:
-        """Store precomputed image embeddings (from this index's model) as they are.
+        """Store precomputed embeddings (from this index's model) as they are.
 
-        For pipelines that embed elsewhere (a GPU job). Vectors are L2-normalized here;
-        ids that already exist are left as they are.
+        For pipelines that embed elsewhere (a GPU job), and for text records (a caption
+        stored as `documents`, `modality="text"`). Vectors are L2-normalized here.
+
+        Args:
+            embeddings: (n, dim) vectors.
+            ids: one id per vector.
+            uris: the image's path or URL per vector.
+            metadatas: user metadata per vector.
+            documents: a text per vector.
+            modality: the `modality` metadata value.
+            replace: overwrite records with the same ids; by default they are left as
+                they are.
         """
         vectors = self._check_vectors(embeddings, len(ids))
         n = len(ids)
@@ -151,10 +163,11 @@ class ImageIndex:
         docs = _aligned("documents", documents, n)
         batch = WriteBatch()
         for i, id_ in enumerate(ids):
-            own: Metadata = {"modality": "image"}
+            own: Metadata = {"modality": modality}
             if uri_list[i]:
                 own["uri"] = str(uri_list[i])
-            batch.new.append((id_, vectors[i], merge_metadata(metas[i], own), uri_list[i], docs[i]))
+            rows = batch.changed if replace else batch.new
+            rows.append((id_, vectors[i], merge_metadata(metas[i], own), uri_list[i], docs[i]))
         self._write(batch)
 
     def index_folder(
@@ -300,7 +313,7 @@ class ImageIndex:
             n_results=k,
             where=dict(where) if where else None,
             where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris"],
+            include=["metadatas", "distances", "uris", "documents"],
         )
         return hits_from_query(result)
 
@@ -345,7 +358,7 @@ class ImageIndex:
             n_results=max(k, fetch_k),
             where=dict(where) if where else None,
             where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris", "embeddings"],
+            include=["metadatas", "distances", "uris", "documents", "embeddings"],
         )
         hits = hits_from_query(result)
         if not hits:
@@ -361,18 +374,21 @@ class ImageIndex:
             ids = [ids]
         if not ids:
             return []
-        include: list[str] = ["metadatas", "uris"] + (["embeddings"] if include_embeddings else [])
+        include = ["metadatas", "uris", "documents"] + (
+            ["embeddings"] if include_embeddings else []
+        )
         got = self._store.get(ids=list(ids), include=include)
         embeddings = got.get("embeddings")
         n = len(got["ids"])
         none: list[Any] = [None] * n
         metas: list[Any] = list(got["metadatas"] or none)
         uris: list[Any] = list(got.get("uris") or none)
+        docs: list[Any] = list(got.get("documents") or none)
         found: dict[str, IndexRecord] = {}
         for row, id_ in enumerate(got["ids"]):
             meta = dict(metas[row] or {})
             vector = None if embeddings is None else np.asarray(embeddings[row], np.float32)
-            found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector)
+            found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector, docs[row])
         return [found[i] for i in ids if i in found]
 
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:

@@ -46,12 +46,14 @@ class SearchHit:
             better. Chroma's cosine distance `d` is converted as `1 - d`.
         metadata: the record's metadata (uri, mime, width, height, size, mtime, mtime_ns,
             sha256, modality and any user keys).
+        document: the text stored with the record (a caption), if any.
     """
 
     id: str
     uri: str | None
     score: float
     metadata: Mapping[str, Any]
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class IndexRecord:
     uri: str | None
     metadata: Mapping[str, Any]
     embedding: np.ndarray | None = None
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,13 @@ def hits_from_query(result: Mapping[str, Any]) -> list[SearchHit]:
     """Turn the first row of a Chroma query result into hits (score = 1 - cosine distance)."""
     ids: list[str] = result["ids"][0]
     distances = result["distances"][0]
-    metadatas = (result.get("metadatas") or [[None] * len(ids)])[0]
-    uris = (result.get("uris") or [[None] * len(ids)])[0]
+    none = [[None] * len(ids)]
+    metadatas = (result.get("metadatas") or none)[0]
+    uris = (result.get("uris") or none)[0]
+    documents = (result.get("documents") or none)[0]
     return [
-        SearchHit(id_, uri_of(meta, uri), 1.0 - float(dist), dict(meta or {}))
-        for id_, dist, meta, uri in zip(ids, distances, metadatas, uris, strict=True)
+        SearchHit(id_, uri_of(meta, uri), 1.0 - float(dist), dict(meta or {}), doc)
+        for id_, dist, meta, uri, doc in zip(
+            ids, distances, metadatas, uris, documents, strict=True
+        )
     ]
