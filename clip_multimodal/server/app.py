@@ -1,0 +1,100 @@
+"""`create_app(settings)`: the FastAPI service, with the search page at `/`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import clip_multimodal
+from clip_multimodal.server.errors import install_error_handlers
+from clip_multimodal.server.routes import router
+from clip_multimodal.server.security import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    HeadersMiddleware,
+    TimeoutMiddleware,
+)
+from clip_multimodal.server.service import Service
+from clip_multimodal.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+
+    from clip_multimodal.types import Encoder
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+
+#: The page loads only its own files; thumbnails may come as blob: URLs (with a token).
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def _load_encoder(settings: ServerSettings) -> Encoder:
+    from clip_multimodal.encoder import CLIPEncoder
+    from clip_multimodal.models import DEMO_MODEL
+
+    return CLIPEncoder(settings.model or DEMO_MODEL, settings.pretrained, device=settings.device)
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    encoder: Encoder | None = None,
+    client: ClientAPI | None = None,
+) -> FastAPI:
+    """Build the service: one warm encoder, one index, a micro-batcher, and the search page.
+
+    Args:
+        settings: limits and locations (defaults: the demo model, the default data dir,
+            loopback-only features).
+        encoder: a loaded encoder to serve instead of loading `settings.model`.
+        client: a Chroma client to use instead of the one `settings` describe.
+
+    Returns:
+        The ASGI app; run it with `uvicorn.run(app, host=..., port=...)`.
+
+    Example:
+        >>> app = create_app(ServerSettings(collection="photos", token="s3cret"))
+    """
+    settings = settings or ServerSettings()
+    service = Service(settings, encoder or _load_encoder(settings), client)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="clip-multimodal",
+        version=clip_multimodal.__version__,
+        description="Embed, rank, classify and search images with CLIP, over a Chroma index.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(router)
+    _add_page(app)
+    # The last added runs first: headers, then the token, then the body cap, then the clock.
+    app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, token=settings.token)
+    app.add_middleware(HeadersMiddleware)
+    return app
+
+
+def _add_page(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})

@@ -1,0 +1,75 @@
+"""The service's settings: one frozen object, built by `clip-multimodal serve` or by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ServerSettings"]
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the service runs. Every limit has a safe default.
+
+    Attributes:
+        model: the model spec (any `CLIPEncoder` model name; None: the bundled demo model).
+        pretrained: the pretrained tag or weights file for an architecture name.
+        device: `auto`, `cpu`, `cuda`, ...
+        data_dir: where the embedded Chroma lives (`data_dir/chroma`); None: the default
+            data dir (`CLIP_MULTIMODAL_DATA_DIR` or the per-user data folder).
+        collection: the Chroma collection searched and served.
+        chroma_host: a Chroma server's host (with `chroma_port`) instead of embedded Chroma.
+        chroma_port: the Chroma server's port.
+        token: when set, every /v1 request needs `Authorization: Bearer <token>`.
+        enable_index: allow POST /v1/index (uploads are written under `data_dir/uploads`).
+        allowed_url_hosts: host names images may be fetched from; empty: URL fetching is off.
+        max_image_bytes: the cap on one uploaded, base64 or fetched image.
+        max_body_bytes: the cap on a whole request body.
+        max_items: the most texts or images in one request.
+        max_k: the most hits one search may ask for.
+        request_timeout_s: a request still running after this gets 504.
+        url_timeout_s: the time allowed to fetch one URL.
+        max_batch: the most items in one shared forward pass (1: no batching).
+        batch_wait_ms: how long the first request of a batch waits for others.
+    """
+
+    model: str | None = None
+    pretrained: str | None = None
+    device: str = "auto"
+    data_dir: Path | None = None
+    collection: str = "images"
+    chroma_host: str | None = None
+    chroma_port: int | None = None
+    token: str | None = None
+    enable_index: bool = False
+    allowed_url_hosts: tuple[str, ...] = field(default=())
+    max_image_bytes: int = 10 * MiB
+    max_body_bytes: int = 32 * MiB
+    max_items: int = 256
+    max_k: int = 100
+    request_timeout_s: float = 30.0
+    url_timeout_s: float = 10.0
+    max_batch: int = 32
+    batch_wait_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_image_bytes", "max_body_bytes", "max_items", "max_k", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.request_timeout_s <= 0 or self.url_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        hosts = tuple(h.strip().lower() for h in self.allowed_url_hosts if h.strip())
+        object.__setattr__(self, "allowed_url_hosts", hosts)
+
+    def resolved_data_dir(self) -> Path:
+        """`data_dir`, or the default data dir."""
+        if self.data_dir is not None:
+            return Path(self.data_dir).expanduser()
+        from clip_multimodal.index import default_data_dir
+
+        return default_data_dir()
