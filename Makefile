@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt integrations/langc
 	touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/clip-multimodal demo
+	$(VENV)/bin/clip-multimodal demo --data-dir .data
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -24,7 +24,7 @@ from PIL import Image
 
 from clip_multimodal.index import ImageIndex
 from clip_multimodal.server import InsecureBindError, ServerSettings, check_bind, create_app
-from clip_multimodal.server.security import is_loopback
+from clip_multimodal.server.bind import is_loopback
 from clip_multimodal.testing import FakeEncoder
 from tests.server_helpers import png_bytes, raw_get, running_server
 

@@ -1,4 +1,4 @@
-"""The service's guards: bind policy, bearer token, body size cap, request timeout, headers.
+"""The service's guards: bearer token, body size cap, request timeout, headers.
 
 The guards are raw ASGI middlewares, so they act before FastAPI parses anything: a request
 without the token never has its body read, and an oversized body is cut off while streaming.
@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from clip_multimodal.server.errors import ApiError, error_body
 
-__all__ = [
-    "AuthMiddleware",
-    "BodyLimitMiddleware",
-    "HeadersMiddleware",
-    "InsecureBindError",
-    "TimeoutMiddleware",
-    "check_bind",
-    "is_loopback",
-]
+__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "HeadersMiddleware", "TimeoutMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,33 +24,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Paths that stay open without a token: the liveness probe, the page and the API docs.
 #: Every data endpoint lives under /v1 and needs the token.
 PROTECTED_PREFIX = "/v1/"
-
-
-class InsecureBindError(ValueError):
-    """Binding a non-loopback address without a token would expose the service to anyone."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything, so treat it as public
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve a non-loopback address without a bearer token.
-
-    Raises:
-        InsecureBindError: `host` is not loopback and `token` is empty.
-    """
-    if not token and not is_loopback(host):
-        raise InsecureBindError(
-            f"refusing to bind {host} without a token: anyone on the network could use the "
-            "service. Pass --token SECRET (or set CLIP_MULTIMODAL_TOKEN), or bind 127.0.0.1."
-        )
 
 
 async def _send_error(send: Send, status: int, message: str, **headers: str) -> None:

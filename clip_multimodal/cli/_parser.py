@@ -1,0 +1,244 @@
+"""The argument parser of `clip-multimodal`. Importing it imports no torch, numpy or chromadb."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+
+__all__ = ["build_parser"]
+
+DESCRIPTION = """\
+Index folders of images into Chroma with CLIP, then search them by text or by image,
+classify images zero-shot, and serve it all over HTTP with a search page.
+
+The three-step pipeline:
+  clip-multimodal index ~/Pictures            # 1-2. embed the images, build the index
+  clip-multimodal search "a dog on a beach"   # search it from the shell
+  clip-multimodal serve                       # 3. the web page at http://127.0.0.1:8000
+"""
+
+EPILOG = """\
+Every command takes --model/--pretrained, --device, --data-dir, --collection, --host/--port
+(a Chroma server; `serve` calls them --chroma-host/--chroma-port) and --debug.
+Run `clip-multimodal COMMAND --help` for a command's options.
+
+Environment:
+  CLIP_MULTIMODAL_DATA_DIR   the default --data-dir
+  CLIP_MULTIMODAL_MODEL      the default --model (else the bundled demo model)
+  CLIP_MULTIMODAL_TOKEN      the default `serve --token`
+
+Exit status: 0 success, 1 a runtime error or a failed item, 2 a usage error.
+"""
+
+DATA_DIR_HELP = (
+    "where embedded Chroma keeps the index (DIR/chroma); default: $CLIP_MULTIMODAL_DATA_DIR, "
+    "else the per-user data folder (~/.local/share/clip-multimodal on Linux)"
+)
+MODEL_HELP = (
+    "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), hf-hub:ORG/REPO "
+    "or local-dir:PATH; default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
+    "CLIP trained offline on shapes, digits and animals: a demo, not a general model)"
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and shows each option's meaningful default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_ = action.help
+        if help_ and "%(default)" not in help_ and "default:" not in help_:
+            default = action.default
+            shown = default not in (None, [], argparse.SUPPRESS) and not isinstance(default, bool)
+            if action.option_strings and shown:
+                help_ += " (default: %(default)s)"
+        return help_
+
+
+def _common(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
+    group = parser.add_argument_group("common options")
+    group.add_argument("--model", default=os.environ.get("CLIP_MULTIMODAL_MODEL"), help=MODEL_HELP)
+    group.add_argument(
+        "--pretrained",
+        help="with an architecture name: a pretrained tag (laion2b_s34b_b79k) or a weights file",
+    )
+    group.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1")
+    group.add_argument("--data-dir", help=DATA_DIR_HELP)
+    group.add_argument("--collection", default="images", help="the Chroma collection name")
+    # `serve` binds --host/--port itself, so there the Chroma server has the long names only.
+    names = ["--chroma-host"] if serve else ["--host", "--chroma-host"]
+    group.add_argument(
+        *names, dest="chroma_host", help="a Chroma server's host (default: embedded)"
+    )
+    names = ["--chroma-port"] if serve else ["--port", "--chroma-port"]
+    group.add_argument(*names, dest="chroma_port", type=int, help="the Chroma server's port")
+    group.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+
+
+def _sub(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name, help=help_, description=textwrap.fill(description, 79), formatter_class=_Formatter
+    )
+
+
+def _add_index(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "index",
+        "index folders of images (incremental)",
+        "Bring the collection in sync with folders of images: new and changed files are "
+        "embedded, unchanged ones skipped, deleted ones removed. Prints the report; exits 1 "
+        "if any image failed.",
+    )
+    p.add_argument("folders", nargs="+", metavar="DIR", help="folders of images")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false", help="skip subfolders")
+    p.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        metavar="GLOB",
+        help="file name pattern, repeatable (default: common image types)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _common(p)
+
+
+def _add_search(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "search",
+        "search the index by text or by image",
+        'Print the top-k images for a text ("a red circle") or an image (--image).',
+    )
+    p.add_argument("text", nargs="?", help="the text query")
+    p.add_argument("--image", metavar="PATH_OR_URL", help="search by this image instead")
+    p.add_argument("-k", type=int, default=5, help="how many hits")
+    p.add_argument(
+        "--where", metavar="JSON", help='a Chroma metadata filter, e.g. \'{"mime": "image/png"}\''
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (id, uri, score, metadata)")
+    _common(p)
+
+
+def _add_classify(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "classify",
+        "zero-shot classification of images",
+        "Score each image against the labels with prompt ensembles (each label is put into "
+        "every template and the embeddings averaged).",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or URLs")
+    p.add_argument(
+        "--labels",
+        required=True,
+        action="append",
+        metavar="A,B,C",
+        help="comma-separated labels (repeatable)",
+    )
+    p.add_argument(
+        "--template",
+        "--templates",
+        dest="templates",
+        action="append",
+        metavar="TEMPLATE",
+        help='a prompt template with {} for the label, repeatable, e.g. "a photo of a {}." '
+        "(default: the OpenAI ImageNet ensemble of 80 templates)",
+    )
+    p.add_argument("--top", type=int, default=3, help="labels shown per image")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+
+def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "serve",
+        "run the HTTP service and the search page",
+        "Serve /v1/embed/text, /v1/embed/image, /v1/search, /v1/rank, /v1/classify, "
+        "/v1/images/{id}, /healthz and the search page at /. Needs the server extra: "
+        'pip install "clip-multimodal[server]".',
+    )
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind")
+    p.add_argument("--port", type=int, default=8000, help="the port to bind")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("CLIP_MULTIMODAL_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' on /v1 (mandatory off loopback; "
+        "default: $CLIP_MULTIMODAL_TOKEN)",
+    )
+    p.add_argument("--enable-index", action="store_true", help="allow POST /v1/index uploads")
+    p.add_argument(
+        "--allow-url-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="let requests name image URLs on HOST (repeatable); URL fetching is off otherwise",
+    )
+    p.add_argument("--max-image-mb", type=float, default=10.0, help="cap on one image")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
+    p.add_argument("--max-batch", type=int, default=32, help="items per shared forward pass")
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill"
+    )
+    p.add_argument("--log-level", default="info", help="uvicorn's log level")
+    _common(p, serve=True)
+
+
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "demo",
+        "index the demo images and search them (offline)",
+        "Write the bundled held-out demo images under DATA_DIR/demo-images, index them into "
+        "the collection 'demo' at DATA_DIR/chroma, and run a few searches. What `make demo` runs.",
+    )
+    _common(p)
+
+
+def _add_info(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _sub(
+        subparsers,
+        "info",
+        "show the model, the device and the collection",
+        "Show the model, its device and id, the collection's size and the model id recorded "
+        "in the collection (a collection only accepts the model that built it).",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+
+def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a CLIP model (see `clip-multimodal train --help`)",
+        add_help=False,  # the training command has its own parser and --help
+    )
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `clip-multimodal` parser, with one subcommand per job."""
+    parser = argparse.ArgumentParser(
+        prog="clip-multimodal",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_index, _add_search, _add_classify, _add_serve, _add_train, _add_demo):
+        add(subparsers)
+    _add_info(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from clip_multimodal import __version__
+
+    return __version__
