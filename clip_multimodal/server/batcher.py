@@ -1,10 +1,14 @@
 """A micro-batcher: concurrent requests share forward passes.
 
 Each request hands its texts or images to `MicroBatcher` and gets a future. One worker thread
-takes the first waiting job, gathers more for a short window (or until `max_batch` items), and
-runs one encoder call per modality for all of them; each request's slice of the result goes
-back to its own future. One thread owns the encoder, so requests never fight over it, and a
-batch of 32 texts costs far less than 32 passes of one.
+takes the first waiting job plus every job queued behind it (up to `max_batch` items) and runs
+one encoder call per modality for all of them; each request's slice of the result goes back to
+its own future. One thread owns the encoder, so requests never fight over it, and a batch of
+32 texts costs far less than 32 passes of one.
+
+Requests that arrive during a forward pass wait for it anyway, so they batch for free. The
+short wait window is added only under load (the last batch had company): a lone client then
+pays no extra latency, and a busy server still gathers the stragglers.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ class MicroBatcher:
         encoder: the model; only the worker thread calls it.
         max_batch: most items per encoder call (one request larger than this runs alone).
             `max_batch=1` gives one request per forward pass, the baseline batching beats.
-        max_wait_s: how long the first job of a batch waits for company.
+        max_wait_s: how long the first job of a batch waits for company, when the previous
+            batch merged several requests (an idle server answers a lone request at once).
 
     Example:
         >>> batcher = MicroBatcher(encoder, max_batch=32, max_wait_s=0.005)
@@ -65,6 +70,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[Any] = queue.Queue()
         self._held: _Job | None = None  # a job that did not fit the last batch
+        self._under_load = False  # the last batch merged several requests
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="clip-batcher", daemon=True)
@@ -129,20 +135,27 @@ class MicroBatcher:
         if first is _STOP:
             return [], True
         batch, size = [first], len(first.items)
-        deadline = time.monotonic() + self.max_wait_s
+        window = self.max_wait_s if self._under_load else 0.0
+        deadline = time.monotonic() + window
+        stop = self._fill(batch, size, deadline)
+        self._under_load = len(batch) > 1
+        return batch, stop
+
+    def _fill(self, batch: list[_Job], size: int, deadline: float) -> bool:
+        """Add queued jobs to `batch` until the deadline or `max_batch`; True on stop."""
         while size < self.max_batch:
             try:
                 job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if job is _STOP:
-                return batch, True
+                return True
             if size + len(job.items) > self.max_batch:
                 self._held = job  # starts the next batch, so no job is split
                 break
             batch.append(job)
             size += len(job.items)
-        return batch, False
+        return False
 
     def _process(self, batch: list[_Job]) -> None:
         # A cancelled request (its client timed out) is dropped before it costs a pass.
