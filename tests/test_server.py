@@ -251,6 +251,18 @@ def test_classify_matches_the_library_with_and_without_templates(
             assert got[label] == pytest.approx(float(prob), abs=1e-4)
 
 
+def test_classify_runs_the_default_ensemble_over_many_labels(
+    api: TestClient, demo_images_dir: Path
+) -> None:
+    # 6 labels x 80 templates = 480 prompts: more than a request may send, fine internally.
+    labels = [*LABELS, "a zebra", "a large blue triangle", "a handwritten three"]
+    data = _b64((demo_images_dir / SEVEN).read_bytes())
+    body = api.post("/v1/classify", json={"image_base64": data, "labels": labels}).json()
+    assert len(body["predictions"]) == 6
+    too_many = api.post("/v1/classify", json={"image_base64": data, "labels": ["x"] * 300})
+    assert "limit is 256" in _error(too_many, 400)
+
+
 def test_classify_takes_a_multipart_upload_with_comma_separated_labels(
     api: TestClient, demo_images_dir: Path
 ) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Service"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_MAX_TEMPLATES = 100  # the OpenAI ensemble has 80
 _CLASS_CACHE = 64  # label sets remembered; the page asks for the same ones again and again
 _EXTENSIONS = {
     "image/png": ".png",
@@ -176,10 +177,10 @@ class Service:
         if key in self._classes:
             self._classes.move_to_end(key)
             return self._classes[key]
+        self._check_count(len(labels), "labels")
         fills = _templates(templates)
         prompts = [fill(label) for label in labels for fill in fills]
-        self._check_count(len(prompts), "prompts (labels x templates)")
-        vectors = await self.embed_texts(prompts)
+        vectors = await self.batcher.embed_texts(prompts)  # internal: not a user's item count
         mean = vectors.reshape(len(labels), len(fills), -1).mean(axis=1)
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
         self._classes[key] = mean.astype(np.float32)
@@ -242,6 +243,8 @@ class Service:
 
 def _templates(templates: Sequence[str] | None) -> list[Any]:
     if templates:
+        if len(templates) > _MAX_TEMPLATES:
+            raise ApiError(400, f"{len(templates)} templates; the limit is {_MAX_TEMPLATES}")
         bad = [t for t in templates if "{}" not in t]
         if bad:
             raise ApiError(400, f"template {bad[0]!r} has no {{}} where the label goes")

@@ -258,6 +258,7 @@ function restoreToken() {
 
 document.addEventListener("DOMContentLoaded", () => {
   restoreToken();
+  $("settings-form").addEventListener("submit", (event) => event.preventDefault());
   $("tab-search").addEventListener("click", () => showTab("search"));
   $("tab-classify").addEventListener("click", () => showTab("classify"));
   $("text-form").addEventListener("submit", searchText);
