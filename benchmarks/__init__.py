@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against each incumbent's exact code path (`python -m benchmarks`)."""

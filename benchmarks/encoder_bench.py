@@ -1,0 +1,256 @@
+"""CPU throughput of CLIPEncoder against LangChain's OpenCLIPEmbeddings, side by side.
+
+The baseline is the incumbent's own code: `langchain_experimental`'s `OpenCLIPEmbeddings`
+instance, built around *our* open_clip model object (same weights, same preprocess, same
+tokenizer), and its `embed_image` / `embed_documents` methods called as they are. Those loop
+one item at a time and run the towers with autograd on (LangChain's model comes from
+`create_model_and_transforms`, whose parameters require grad, and it never enters
+`no_grad`), so the shared model's parameters require grad while the baseline runs.
+
+Also measured: the text tower trimmed to the batch's longest caption against full 77-token
+padding (same texts, same batches), and the opt-in JPEG `draft` decode: its speed and how far
+its embeddings drift from exact decoding.
+
+Run: `python -m benchmarks.encoder_bench [--smoke]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks._compare import Figure, alternate, markdown_table, rate, write_json
+from benchmarks._machine import machine_info, machine_line
+from benchmarks.images import bench_dir, caption_texts, make_jpegs
+
+__all__ = [
+    "autograd_on",
+    "bench_draft",
+    "bench_images",
+    "bench_texts",
+    "bench_trimmed",
+    "langchain_embeddings",
+    "padded_embed_texts",
+    "random_vit_b32",
+    "run",
+]
+
+DRAFT = (224, 224)
+
+
+def random_vit_b32() -> Any:
+    """ViT-B-32 with random weights on the CPU, fp32 (no download)."""
+    from clip_multimodal import CLIPEncoder
+
+    return CLIPEncoder("ViT-B-32", None, device="cpu")
+
+
+def langchain_embeddings(encoder: Any) -> Any:
+    """LangChain's `OpenCLIPEmbeddings` around the encoder's own model object.
+
+    `model_construct` skips its validator, which would otherwise build (and download) a
+    second model; every method then runs LangChain's code unchanged.
+    """
+    with warnings.catch_warnings():  # "langchain-experimental is being sunset": still the incumbent
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langchain_experimental.open_clip import OpenCLIPEmbeddings
+
+    return OpenCLIPEmbeddings.model_construct(
+        model=encoder.model,
+        preprocess=encoder.preprocess,
+        tokenizer=encoder.tokenizer,
+        model_name="ViT-B-32",
+        checkpoint="random",
+    )
+
+
+@contextmanager
+def autograd_on(model: torch.nn.Module) -> Iterator[None]:
+    """Parameters require grad inside the block, as in a model fresh from open_clip."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _incumbent(fn: Any, model: torch.nn.Module) -> Any:
+    def call() -> Any:
+        with autograd_on(model):
+            return fn()
+
+    return call
+
+
+def bench_images(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
+    """`embed_images` on files against LangChain's `embed_image` loop."""
+    lc = langchain_embeddings(encoder)
+    uris = [str(p) for p in paths]
+    incumbent = _incumbent(lambda: lc.embed_image(uris), encoder.model)
+    seconds = alternate(
+        {"ours": lambda: encoder.embed_images(uris), "langchain": incumbent}, repeats
+    )
+    ours = encoder.embed_images(uris)
+    theirs = np.asarray(incumbent(), dtype=np.float32)
+    return Figure(
+        "embed_images, files (CPU, ViT-B-32 fp32)",
+        rate(len(uris), seconds["ours"]),
+        "img/s",
+        rate(len(uris), seconds["langchain"]),
+        "LangChain OpenCLIPEmbeddings.embed_image",
+        details={
+            "images": len(uris),
+            "seconds": seconds,
+            "batch_size": encoder.batch_size,
+            "max_abs_diff_vs_baseline": float(np.abs(ours - theirs).max()),
+        },
+    )
+
+
+def bench_texts(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
+    """`embed_texts` against LangChain's `embed_documents` loop."""
+    lc = langchain_embeddings(encoder)
+    incumbent = _incumbent(lambda: lc.embed_documents(list(texts)), encoder.model)
+    seconds = alternate(
+        {"ours": lambda: encoder.embed_texts(texts), "langchain": incumbent}, repeats
+    )
+    diff = np.abs(encoder.embed_texts(texts) - np.asarray(incumbent()))
+    return Figure(
+        "embed_texts (CPU, ViT-B-32 fp32)",
+        rate(len(texts), seconds["ours"]),
+        "texts/s",
+        rate(len(texts), seconds["langchain"]),
+        "LangChain OpenCLIPEmbeddings.embed_documents",
+        details={
+            "texts": len(texts),
+            "seconds": seconds,
+            "max_abs_diff_vs_baseline": float(diff.max()),
+        },
+    )
+
+
+@torch.inference_mode()
+def padded_embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
+    """The encoder's batching with open_clip's plain `encode_text` on all 77 positions."""
+    tokens = encoder.tokenizer(list(texts))
+    out = [
+        torch.nn.functional.normalize(encoder.model.encode_text(chunk).float(), dim=-1)
+        for chunk in torch.split(tokens, encoder.batch_size)
+    ]
+    return torch.cat(out).numpy()
+
+
+def bench_trimmed(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
+    """The text tower trimmed to each batch's longest caption against full padding."""
+    seconds = alternate(
+        {
+            "trimmed": lambda: encoder.embed_texts(texts),
+            "padded": lambda: padded_embed_texts(encoder, texts),
+        },
+        repeats,
+    )
+    diff = np.abs(encoder.embed_texts(texts) - padded_embed_texts(encoder, texts)).max()
+    lengths = (encoder.tokenizer(list(texts)) != 0).sum(dim=1)
+    return Figure(
+        "text tower trimmed vs padded to 77",
+        rate(len(texts), seconds["trimmed"]),
+        "texts/s",
+        rate(len(texts), seconds["padded"]),
+        "same batches, 77 tokens",
+        details={
+            "texts": len(texts),
+            "seconds": seconds,
+            "max_tokens": int(lengths.max()),
+            "median_tokens": float(lengths.float().median()),
+            "max_abs_diff": float(diff),
+        },
+    )
+
+
+def _decode_all(paths: Sequence[Path], draft: tuple[int, int] | None) -> list[Any]:
+    from clip_multimodal.images import load_image
+
+    return [load_image(p, draft=draft) for p in paths]
+
+
+def bench_draft(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
+    """JPEG `draft` decoding: decode rate against exact decoding, and the embedding drift."""
+    seconds = alternate(
+        {
+            "draft": lambda: _decode_all(paths, DRAFT),
+            "exact": lambda: _decode_all(paths, None),
+        },
+        repeats,
+    )
+    exact = encoder.embed_images(_decode_all(paths, None))
+    drafted = encoder.embed_images(_decode_all(paths, DRAFT))
+    distance = 1.0 - (exact * drafted).sum(axis=1)
+    return Figure(
+        f"JPEG decode with draft {DRAFT[0]}x{DRAFT[1]} (one thread)",
+        rate(len(paths), seconds["draft"]),
+        "img/s",
+        rate(len(paths), seconds["exact"]),
+        "exact PIL decode",
+        details={
+            "images": len(paths),
+            "seconds": seconds,
+            "cosine_distance_mean": float(distance.mean()),
+            "cosine_distance_max": float(distance.max()),
+            "note": "drift measured on random weights; a trained model's may differ",
+        },
+    )
+
+
+def run(
+    n_images: int = 64, n_texts: int = 256, repeats: int = 3, encoder: Any = None
+) -> list[Figure]:
+    """Every encoder figure, on one shared model."""
+    encoder = encoder or random_vit_b32()
+    paths = make_jpegs(n_images)
+    texts = caption_texts(n_texts)
+    return [
+        bench_images(encoder, paths, repeats),
+        bench_texts(encoder, texts, repeats),
+        bench_trimmed(encoder, texts, repeats),
+        bench_draft(encoder, paths, repeats),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--texts", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.texts, args.repeats = 4, 8, 1
+    figures = run(args.images, args.texts, args.repeats)
+    info = machine_info()
+    print(f"Machine: {machine_line(info)}\n")
+    print(markdown_table(figures))
+    for f in figures:
+        extra = {k: v for k, v in f.details.items() if k != "seconds"}
+        print(f"  {f.benchmark}: {extra}; median s {_medians(f.details['seconds'])}")
+    write_json(
+        bench_dir() / "encoder.json",
+        {"machine": info, "figures": [f.as_dict() for f in figures]},
+    )
+
+
+def _medians(seconds: dict[str, list[float]]) -> dict[str, float]:
+    return {k: round(statistics.median(v), 4) for k, v in seconds.items()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""The GPU check: model-only MFU, files→embeddings, files→Chroma, against the naive GPU loop.
+
+One script for the lent H100 (about 3 minutes there), printing every figure and writing JSON
+to $OUT (when set) and to .bench/gpu.json. ViT-B-32 with random weights; nothing is
+downloaded. `--smoke` runs the same code on the CPU at tiny sizes (tests/test_benchmarks.py).
+
+Figures, each against its goal from issue 8:
+
+- **model-only MFU**: the bf16 image tower on pixels already on the GPU, at the best of a
+  few batch sizes; 8.82 GFLOP/image for ViT-B-32 at 224 (torch's FlopCounterMode, also
+  reported, misses the fused attention), peak from the card's name (H100 SXM: 989 TFLOP/s
+  dense bf16). Goal ≥ 0.35. The top kernels of one forward pass show what bounds it.
+- **files→embeddings**: `GPUImagePipeline.embed_files` on 2,048 generated 640x480 JPEGs
+  (page cache warm), with the stage rates that bound it (read, decode+preprocess, model),
+  nvJPEG's pixel difference to PIL and the embeddings' cosine to the CPU-decoded reference.
+  Goal ≥ 8,000 img/s and ≥ 300x the naive loop.
+- **naive GPU loop**: LlamaIndex `ClipEmbedding`'s shape: one image at a time, fp32, PIL
+  decode and open_clip preprocess on the CPU, `encode_image` under no_grad, `.tolist()`.
+- **files→Chroma**: `GPUImagePipeline.add_to_index` into an embedded Chroma, and, in the
+  same run, Chroma's own ingest of the same precomputed vectors and metadata (raw
+  `collection.add` in max-size batches). Goal: within 10% of Chroma's own rate.
+
+Needs on the GPU machine: torch, torchvision, pillow, numpy (in its image) and, carried as
+wheels, open_clip_torch (+ ftfy, wcwidth) and, for the Chroma figure, chromadb and its
+dependencies; without chromadb the Chroma figure is reported as skipped, the rest runs.
+
+Run: `python -m benchmarks.gpu [--images 2048] [--smoke] [--compile]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from benchmarks._machine import machine_info
+from benchmarks.images import bench_dir, make_jpegs
+
+GFLOP_VIT_B32 = 8.82  # per 224x224 image, forward, 2 FLOPs per multiply-add
+# Dense bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name().
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,  # SXM (e.g. "NVIDIA H100 80GB HBM3")
+    "GH200": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "RTX 4090": 165.0,
+}
+GOALS = {"files_per_s": 8000.0, "vs_naive": 300.0, "mfu": 0.35, "chroma_share": 0.9}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def peak_tflops(name: str | None) -> float | None:
+    """The card's dense bf16 peak, by name (longest match first); None if unknown."""
+    if not name:
+        return None
+    for key in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):
+        if key in name:
+            return PEAK_BF16_TFLOPS[key]
+    return None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> list[float]:
+    """Seconds per call, device work included."""
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+# --- model only ------------------------------------------------------------------------
+
+
+def image_flops(model: Any, device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """FLOPs of one image through the image tower, counted by torch.
+
+    An undercount for open_clip's towers: the fused multi-head attention that
+    `nn.MultiheadAttention` runs at inference is not counted (ViT-B-32: 5.89 of 8.82 GFLOP).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pixels = torch.zeros((1, 3, size, size), device=device, dtype=dtype)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.encode_image(pixels)
+    return float(counter.get_total_flops())
+
+
+def model_only(
+    encoder: Any, batches: Sequence[int], repeats: int, compile_model: bool
+) -> dict[str, Any]:
+    """Image tower throughput on device-resident pixels, per batch size; MFU at the best."""
+    device, dtype, size = encoder.device, encoder._input_dtype, _input_size(encoder)
+    counted = image_flops(encoder.model, device, dtype, size)
+    vit_b32 = encoder.model_name == "ViT-B-32" and size == 224
+    flops = GFLOP_VIT_B32 * 1e9 if vit_b32 else counted
+    forward = encoder.model.encode_image
+    if compile_model:
+        forward = torch.compile(forward)
+    rates: dict[int, float] = {}
+    for batch in batches:
+        try:
+            pixels = torch.randn((batch, 3, size, size), device=device).to(dtype)
+            with torch.inference_mode():
+                for _ in range(2):
+                    forward(pixels)
+                seconds = timed(partial(forward, pixels), device, repeats)
+            rates[batch] = batch / statistics.median(seconds)
+            log(f"  model only, batch {batch}: {rates[batch]:,.0f} img/s")
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            log(f"  model only, batch {batch}: out of memory")
+    best = max(rates, key=lambda b: rates[b])
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    peak = peak_tflops(name)
+    achieved = rates[best] * flops / 1e12
+    return {
+        "gflop_per_image": flops / 1e9,
+        "gflop_per_image_counted_by_torch": counted / 1e9,
+        "img_per_s_by_batch": rates,
+        "best_batch": best,
+        "img_per_s": rates[best],
+        "achieved_tflops": achieved,
+        "peak_tflops": peak,
+        "mfu": achieved / peak if peak else None,
+        "compiled": compile_model,
+        "profile": _profile(forward, best, device, dtype, size),
+    }
+
+
+def _input_size(encoder: Any) -> int:
+    from clip_multimodal.gpu import PreprocessSpec
+
+    return PreprocessSpec.from_transform(encoder.preprocess).size
+
+
+def _profile(
+    forward: Any, batch: int, device: torch.device, dtype: torch.dtype, size: int
+) -> list[str]:
+    """The top kernels of one forward pass: what bounds the tower (GEMMs vs the rest)."""
+    if device.type != "cuda":
+        return []
+    from torch.profiler import ProfilerActivity, profile
+
+    pixels = torch.randn((batch, 3, size, size), device=device).to(dtype)
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        forward(pixels)
+        sync(device)
+    table: str = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12)
+    return table.splitlines()
+
+
+# --- the naive loop and the reference ---------------------------------------------------
+
+
+def naive_loop(encoder: Any, paths: Sequence[Path]) -> float:
+    """LlamaIndex ClipEmbedding's shape, fp32, one image at a time; img/s."""
+    import copy
+
+    from PIL import Image
+
+    model = copy.deepcopy(encoder.model).float()  # the same weights, in fp32
+    device = encoder.device
+
+    def run() -> list[list[float]]:
+        out = []
+        for path in paths:
+            with torch.no_grad():
+                image = encoder.preprocess(Image.open(path)).unsqueeze(0).to(device)
+                out.append(model.encode_image(image).tolist()[0])
+        return out
+
+    run_short = paths[: max(1, len(paths) // 8)]
+    for path in run_short:  # warm up kernels and caches
+        with torch.no_grad():
+            model.encode_image(encoder.preprocess(Image.open(path)).unsqueeze(0).to(device))
+    seconds = timed(run, device, 1)[0]
+    return len(paths) / seconds
+
+
+def reference_rate(encoder: Any, paths: Sequence[Path]) -> tuple[float, np.ndarray]:
+    """CLIPEncoder's own path: threaded PIL decode + preprocess on the CPU, bf16 tower."""
+    encoder.embed_images(paths[: encoder.batch_size])
+    start = time.perf_counter()
+    vectors = encoder.embed_images(paths)
+    return len(paths) / (time.perf_counter() - start), vectors
+
+
+# --- the pipeline ------------------------------------------------------------------------
+
+
+def read_rate(paths: Sequence[Path], workers: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(Path.read_bytes, paths))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def decode_rate(pipe: Any, paths: Sequence[Path]) -> float:
+    """Decode + preprocess alone (no model), at the pipeline's batch size."""
+    from clip_multimodal.gpu.decode import load_payload
+
+    datas = [load_payload(p) for p in paths]
+    size = pipe.batch_size
+    batches = [list(enumerate(datas[i : i + size])) for i in range(0, len(datas), size)]
+    stream = torch.cuda.Stream(pipe.device) if pipe.device.type == "cuda" else None
+    pipe._prepare(batches[0], stream)
+    sync(pipe.device)
+    start = time.perf_counter()
+    for batch in batches:
+        pipe._prepare(batch, stream)
+    sync(pipe.device)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def pixel_fidelity(device: torch.device, paths: Sequence[Path]) -> dict[str, float]:
+    """The device JPEG decoder's pixels against PIL's (the reference decoder)."""
+    from clip_multimodal.gpu.decode import JpegDecoder
+    from clip_multimodal.images import load_image
+
+    decoded = JpegDecoder(device).decode([p.read_bytes() for p in paths])
+    diffs, means = [], []
+    for path, pixels in zip(paths, decoded, strict=True):
+        if pixels is None:
+            raise RuntimeError(f"the device decoder refused {path}")
+        ref = torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)
+        diff = (pixels.cpu().int() - ref.int()).abs()
+        diffs.append(int(diff.max()))
+        means.append(float(diff.float().mean()))
+    return {"max_abs_level": max(diffs), "mean_abs_level": float(np.mean(means))}
+
+
+def pipeline_figures(
+    encoder: Any, paths: Sequence[Path], workers: int
+) -> tuple[dict[str, Any], Any]:
+    """Files→embeddings end to end, and the stage rates alone; also the result."""
+    from clip_multimodal.gpu import GPUImagePipeline
+
+    pipe = GPUImagePipeline(encoder, read_workers=workers)
+    log(f"  pipeline batch size: {pipe.batch_size}")
+    pipe.embed_files(paths[: pipe.batch_size])  # warm up nvJPEG, kernels, page cache
+    sync(encoder.device)
+    start = time.perf_counter()
+    result = pipe.embed_files(paths)
+    sync(encoder.device)
+    rate = len(paths) / (time.perf_counter() - start)
+    if result.errors:
+        raise RuntimeError(f"pipeline failed on {list(result.errors.values())[:3]}")
+    log(f"  files→embeddings: {rate:,.0f} img/s")
+    stages = {
+        "read_img_per_s": read_rate(paths, workers),
+        "decode_preprocess_img_per_s": decode_rate(pipe, paths),
+    }
+    log(f"  stages: {stages}")
+    return {"img_per_s": rate, "batch_size": pipe.batch_size, "stages": stages}, result
+
+
+# --- Chroma ------------------------------------------------------------------------------
+
+
+def chroma_figures(encoder: Any, paths: Sequence[Path]) -> dict[str, Any]:
+    """Files→Chroma through the pipeline, and Chroma's own ingest of the same records."""
+    try:
+        import chromadb
+        from chromadb.config import Settings
+    except ImportError as exc:
+        return {"skipped": f"chromadb is not installed here ({exc})"}
+    from clip_multimodal import ImageIndex
+    from clip_multimodal.gpu import GPUImagePipeline
+    from clip_multimodal.index._sources import read_source
+
+    pipe = GPUImagePipeline(encoder)
+    with tempfile.TemporaryDirectory(prefix="clip-mm-gpu-") as folder:
+        settings = Settings(anonymized_telemetry=False)
+        client = chromadb.PersistentClient(folder, settings=settings)
+        warm = ImageIndex(encoder, collection="warmup", client=client)
+        pipe.add_to_index(warm, paths[: min(len(paths), 256)])
+        index = ImageIndex(encoder, collection="pipeline", client=client)
+        start = time.perf_counter()
+        report = pipe.add_to_index(index, paths)
+        ours = len(paths) / (time.perf_counter() - start)
+        if report.failed or index.count() != len(paths):
+            raise RuntimeError(f"files→Chroma stored {index.count()} of {len(paths)}")
+        log(f"  files→Chroma: {ours:,.0f} img/s")
+        own = _chroma_own_rate(client, index, paths, read_source)
+        log(f"  Chroma's own ingest of the same records: {own:,.0f} vectors/s")
+    return {"img_per_s": ours, "chroma_own_vectors_per_s": own, "share": ours / own}
+
+
+def _chroma_own_rate(client: Any, index: Any, paths: Sequence[Path], read_source: Any) -> float:
+    sources = [read_source(p) for p in paths]
+    ids = [s.sha256 for s in sources]
+    got = index.get(ids, include_embeddings=True)
+    by_id = {r.id: r for r in got}
+    vectors = np.stack([by_id[i].embedding for i in ids]).astype(np.float32)
+    metadatas = [s.metadata() for s in sources]
+    uris = [s.uri for s in sources]
+    raw = client.create_collection("raw", configuration={"hnsw": {"space": "cosine"}})
+    step = max(1, int(client.get_max_batch_size()))
+    start = time.perf_counter()
+    for i in range(0, len(ids), step):
+        raw.add(
+            ids=ids[i : i + step],
+            embeddings=vectors[i : i + step],
+            metadatas=metadatas[i : i + step],
+            uris=uris[i : i + step],
+        )
+    return len(ids) / (time.perf_counter() - start)
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from clip_multimodal import CLIPEncoder
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    device = "cuda" if cuda else "cpu"
+    precision: Literal["bf16", "fp32"] = "bf16" if cuda else "fp32"
+    workers = args.workers or min(16, os.cpu_count() or 1)
+    log(f"device {device}; generating {args.images} JPEGs…")
+    paths = make_jpegs(args.images, workers=workers)
+    encoder = CLIPEncoder(args.model, None, device=device, precision=precision)
+    out: dict[str, Any] = {"machine": machine_info(), "images": len(paths), "device": device}
+
+    log("model only:")
+    out["model_only"] = model_only(encoder, args.batches, args.repeats, args.compile)
+    log("naive GPU loop (one image at a time, fp32):")
+    out["naive_img_per_s"] = naive_loop(encoder, paths[: args.naive])
+    log(f"  {out['naive_img_per_s']:,.1f} img/s")
+    log("files→embeddings:")
+    out["pipeline"], result = pipeline_figures(encoder, paths, workers)
+    out["pipeline"]["vs_naive"] = out["pipeline"]["img_per_s"] / out["naive_img_per_s"]
+    ref_paths = paths[: args.reference]
+    out["reference_img_per_s"], ref = reference_rate(encoder, ref_paths)
+    cosine = (result.vectors[: len(ref_paths)] * ref).sum(axis=1)
+    out["fidelity"] = {
+        "cosine_min_vs_cpu_decode": float(cosine.min()),
+        "cosine_mean_vs_cpu_decode": float(cosine.mean()),
+        **pixel_fidelity(encoder.device, paths[:16]),
+    }
+    log("files→Chroma:")
+    out["chroma"] = chroma_figures(encoder, paths[: args.chroma])
+    out["goals"] = goals(out)
+    return out
+
+
+def goals(out: dict[str, Any]) -> dict[str, Any]:
+    mfu = out["model_only"]["mfu"]
+    chroma = out["chroma"].get("share")
+    return {
+        "files_per_s >= 8000": out["pipeline"]["img_per_s"] >= GOALS["files_per_s"],
+        "vs_naive >= 300": out["pipeline"]["vs_naive"] >= GOALS["vs_naive"],
+        "mfu >= 0.35": None if mfu is None else mfu >= GOALS["mfu"],
+        "files→Chroma >= 0.9 x Chroma's own": None if chroma is None else chroma >= 0.9,
+    }
+
+
+def report(out: dict[str, Any]) -> str:
+    m, p, c = out["model_only"], out["pipeline"], out["chroma"]
+    mfu = "n/a (unknown peak)" if m["mfu"] is None else f"{m['mfu']:.3f}"
+    lines = [
+        "| figure | value | goal |",
+        "| --- | --- | --- |",
+        f"| model-only img/s (bf16, batch {m['best_batch']}) | {m['img_per_s']:,.0f} | |",
+        f"| model-only MFU ({m['gflop_per_image']:.2f} GFLOP/img, "
+        f"peak {m['peak_tflops']} TFLOP/s) | {mfu} | ≥ 0.35 |",
+        f"| naive GPU loop (fp32, one at a time) | {out['naive_img_per_s']:,.1f} img/s | |",
+        f"| CLIPEncoder CPU decode → bf16 tower | {out['reference_img_per_s']:,.0f} img/s | |",
+        f"| files→embeddings (pipeline) | {p['img_per_s']:,.0f} img/s | ≥ 8,000 |",
+        f"| files→embeddings vs naive | {p['vs_naive']:,.0f}× | ≥ 300× |",
+        f"| read stage alone | {p['stages']['read_img_per_s']:,.0f} img/s | |",
+        f"| decode+preprocess stage alone | {p['stages']['decode_preprocess_img_per_s']:,.0f} "
+        "img/s | |",
+    ]
+    if "skipped" in c:
+        lines.append(f"| files→Chroma | skipped: {c['skipped']} | |")
+    else:
+        lines += [
+            f"| files→Chroma (pipeline) | {c['img_per_s']:,.0f} img/s | |",
+            f"| Chroma's own ingest, same records | {c['chroma_own_vectors_per_s']:,.0f} "
+            "vectors/s | |",
+            f"| files→Chroma / Chroma's own | {c['share']:.2f} | ≥ 0.9 |",
+        ]
+    f = out["fidelity"]
+    lines.append(
+        f"| embeddings vs CPU-decoded reference (cosine min) | {f['cosine_min_vs_cpu_decode']:.5f}"
+        f" | |\n| device JPEG decode vs PIL (max / mean level) | {f['max_abs_level']} / "
+        f"{f['mean_abs_level']:.3f} | |"
+    )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--model", default="ViT-B-32", help="architecture (random weights)")
+    parser.add_argument("--naive", type=int, default=256, help="images for the naive loop")
+    parser.add_argument("--reference", type=int, default=512, help="images for the CPU path")
+    parser.add_argument("--chroma", type=int, default=2048, help="images for files→Chroma")
+    parser.add_argument("--batches", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=0, help="reader threads (0: cores)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the tower")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, to check it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.naive, args.reference, args.chroma = 6, 2, 3, 4
+        args.batches, args.repeats = [2], 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    out = run(args)
+    log("\n" + report(out))
+    if out["model_only"]["profile"]:
+        log("\nTop kernels of one model-only forward:\n" + "\n".join(out["model_only"]["profile"]))
+    payload = json.dumps(out, indent=2, default=str)
+    targets = [bench_dir() / ("gpu-smoke.json" if args.smoke else "gpu.json")]
+    if os.environ.get("OUT"):
+        targets.append(Path(os.environ["OUT"]) / "gpu.json")
+    for target in targets:
+        target.write_text(payload + "\n")
+    log(f"\nwrote {', '.join(map(str, targets))}")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

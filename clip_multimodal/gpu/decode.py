@@ -1,0 +1,154 @@
+"""Decoding for the device pipeline: nvJPEG batches on the GPU, libpng and PIL on the CPU.
+
+Reader threads turn each input into a `Loaded`: JPEG bytes that the device decodes in one
+batched call, or pixels decoded right there on the CPU (PNG through libpng; every other
+format, and anything the header probe does not trust, through `load_image`, the reference
+path). A JPEG the device decoder rejects falls back to PIL too, so one odd file never sinks a
+batch, and a file nothing can decode is reported by name.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.images import DEFAULT_MAX_PIXELS, describe_source, load_image, read_bytes
+from clip_multimodal.types import ImageInput
+
+__all__ = ["JpegDecoder", "Loaded", "load_payload", "pil_pixels", "route"]
+
+Route = Literal["jpeg", "png", "pil"]
+_ORIENTATION = 0x0112
+_PNG_BIT_DEPTH = 24  # byte offset of the bit depth in a PNG's IHDR chunk
+
+
+@dataclass
+class Loaded:
+    """One input as the reader thread leaves it.
+
+    Exactly one of `jpeg` (bytes for the device decoder), `pixels` (uint8 (3, H, W) on the
+    CPU) and `error` is set. `info` carries whatever the caller's reader attached (the
+    index's record facts).
+    """
+
+    desc: str
+    jpeg: bytes | None = None
+    pixels: torch.Tensor | None = None
+    error: ImageLoadError | None = None
+    info: Any = None
+
+
+def route(data: bytes) -> Route:
+    """Which decoder reproduces `load_image` for these bytes, from the header alone.
+
+    The fast decoders get only what they decode exactly as `load_image` does: 8-bit RGB or
+    grey JPEGs without EXIF rotation, and 8-bit RGB or grey PNGs without transparency, within
+    the pixel cap. Everything else (CMYK, alpha, palettes, 16 bits, rotations, other
+    formats, bad headers) goes to PIL, which also produces the error message.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            fmt, mode, info = image.format, image.mode, image.info
+            orientation = image.getexif().get(_ORIENTATION, 1) if fmt == "JPEG" else 1
+    except Exception:  # any header PIL cannot parse: let load_image name the problem
+        return "pil"
+    if width * height > DEFAULT_MAX_PIXELS or mode not in ("RGB", "L"):
+        return "pil"
+    if fmt == "JPEG" and orientation == 1:
+        return "jpeg"
+    if fmt == "PNG" and "transparency" not in info and data[_PNG_BIT_DEPTH] == 8:
+        return "png"
+    return "pil"
+
+
+def pil_pixels(source: ImageInput, desc: str) -> torch.Tensor:
+    """The reference decode (`load_image`) as a uint8 (3, H, W) tensor."""
+    try:
+        rgb = load_image(source)
+    except ImageLoadError as exc:
+        raise ImageLoadError(desc, exc.reason) from exc  # name the input, not "<bytes: …>"
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def _png_pixels(data: bytes, desc: str) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_png
+
+    try:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        pixels: torch.Tensor = decode_png(buffer, mode=ImageReadMode.RGB)
+        return pixels
+    except RuntimeError:  # libpng refused what PIL's header parse accepted: use PIL
+        return pil_pixels(data, desc)
+
+
+def load_payload(payload: ImageInput, desc: str | None = None, info: Any = None) -> Loaded:
+    """Read one input and route it; runs in a reader thread. Never raises ImageLoadError."""
+    desc = desc or describe_source(payload)
+    try:
+        if isinstance(payload, (Image.Image, np.ndarray)):
+            return Loaded(desc, pixels=pil_pixels(payload, desc), info=info)
+        data = payload if isinstance(payload, bytes) else read_bytes(payload)
+        kind = route(data)
+        if kind == "jpeg":
+            return Loaded(desc, jpeg=data, info=info)
+        pixels = _png_pixels(data, desc) if kind == "png" else pil_pixels(data, desc)
+        return Loaded(desc, pixels=pixels, info=info)
+    except ImageLoadError as exc:
+        error = exc if exc.source == desc else ImageLoadError(desc, exc.reason)
+        return Loaded(desc, error=error, info=info)
+
+
+class JpegDecoder:
+    """Batched JPEG decoding on one device, from one reused (pinned, on CUDA) host buffer.
+
+    Not thread-safe: one pipeline's decode stage owns it. On CUDA the caller must finish the
+    batch's device work (synchronize) before the next `decode`, which refills the buffer.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._pin = device.type == "cuda"
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+
+    def _pack(self, datas: Sequence[bytes]) -> list[torch.Tensor]:
+        total = sum(len(d) for d in datas)
+        if self._buffer.numel() < total:
+            size = 1 << max(20, (total - 1).bit_length())  # grow by powers of two
+            self._buffer = torch.empty(size, dtype=torch.uint8, pin_memory=self._pin)
+        host = self._buffer.numpy()
+        views, offset = [], 0
+        for data in datas:
+            host[offset : offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            views.append(self._buffer[offset : offset + len(data)])
+            offset += len(data)
+        return views
+
+    def decode(self, datas: Sequence[bytes]) -> list[torch.Tensor | None]:
+        """uint8 (3, H, W) tensors on the device; None where this decoder failed."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        if not datas:
+            return []
+        views = self._pack(datas)
+        try:
+            return list(decode_jpeg(views, mode=ImageReadMode.RGB, device=self.device))
+        except RuntimeError:
+            pass  # one bad file fails the whole batched call: find it, keep the rest
+        out: list[torch.Tensor | None] = []
+        for view in views:
+            try:
+                out.append(decode_jpeg(view, mode=ImageReadMode.RGB, device=self.device))
+            except RuntimeError:
+                out.append(None)
+        return out

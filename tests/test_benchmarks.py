@@ -1,0 +1,223 @@
+"""The benchmark suite runs, and its baselines really are the incumbents' code paths.
+
+Timings are not asserted (they depend on the machine); what is asserted is that each
+baseline calls the incumbent's own function on our model object, computes the same
+embeddings, and that the suite runner and the GPU script's smoke path produce their tables.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as suite
+from benchmarks import chroma_bench, encoder_bench, gpu
+from benchmarks._compare import Figure, alternate, markdown_table, percentile
+from benchmarks.images import caption_texts, make_jpegs
+from clip_multimodal import CLIPEncoder
+from tests import model_builders as mb
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP with CLIP's 77-token context, so benchmark captions fit."""
+    cfg = mb.causal_cfg()
+    cfg["text_cfg"]["context_length"] = 77
+    return mb.save_model_dir(tmp_path_factory.mktemp("tiny-bench"), cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir: Path) -> CLIPEncoder:
+    return CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", batch_size=4)
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Results and images go to a temporary folder, not the repo's .bench."""
+    monkeypatch.setenv("CLIP_MM_BENCH_DIR", str(tmp_path / "bench"))
+    monkeypatch.delenv("OUT", raising=False)
+    return tmp_path / "bench"
+
+
+@pytest.fixture
+def jpegs(bench_dir: Path) -> list[Path]:
+    return make_jpegs(3, size=(64, 48))
+
+
+def _langchain_class() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langchain_experimental.open_clip import OpenCLIPEmbeddings
+    return OpenCLIPEmbeddings
+
+
+# --- the baselines are the incumbents -------------------------------------------------
+
+
+def test_langchain_baseline_is_openclipembeddings_on_our_model(tiny: CLIPEncoder) -> None:
+    lc = encoder_bench.langchain_embeddings(tiny)
+    assert isinstance(lc, _langchain_class())
+    assert lc.model is tiny.model and lc.preprocess is tiny.preprocess
+
+
+def test_image_baseline_calls_embed_image_with_autograd_on(
+    tiny: CLIPEncoder, jpegs: list[Path]
+) -> None:
+    cls = _langchain_class()
+    original = cls.embed_image
+    grads_seen: list[bool] = []
+
+    def spy(self: Any, uris: list[str]) -> Any:
+        grads_seen.append(all(p.requires_grad for p in self.model.parameters()))
+        return original(self, uris)
+
+    with mock.patch.object(cls, "embed_image", autospec=True, side_effect=spy) as called:
+        figure = encoder_bench.bench_images(tiny, jpegs, repeats=1)
+    assert called.call_count >= 2  # warm-up and timed run (and the agreement check)
+    assert called.call_args.args[1] == [str(p) for p in jpegs]
+    assert grads_seen and all(grads_seen)  # as in a model fresh from open_clip
+    assert not any(p.requires_grad for p in tiny.model.parameters())  # restored for us
+    assert figure.details["max_abs_diff_vs_baseline"] < 1e-5  # the same computation
+    assert figure.ours > 0 and figure.baseline is not None and figure.baseline > 0
+
+
+def test_text_baseline_calls_embed_documents(tiny: CLIPEncoder) -> None:
+    cls = _langchain_class()
+    with mock.patch.object(
+        cls, "embed_documents", autospec=True, side_effect=cls.embed_documents
+    ) as called:
+        figure = encoder_bench.bench_texts(tiny, caption_texts(5), repeats=1)
+    assert called.call_count >= 2
+    assert figure.details["max_abs_diff_vs_baseline"] < 1e-5
+
+
+def test_trimmed_and_draft_figures(tiny: CLIPEncoder, jpegs: list[Path]) -> None:
+    trimmed = encoder_bench.bench_trimmed(tiny, caption_texts(6), repeats=1)
+    assert trimmed.details["max_abs_diff"] < 1e-5  # trimming is exact
+    assert trimmed.details["max_tokens"] < 77
+    drafted = encoder_bench.bench_draft(tiny, jpegs, repeats=1)
+    assert 0 <= drafted.details["cosine_distance_max"] < 0.5
+
+
+def test_chroma_function_is_chromas_own_on_our_model(tiny: CLIPEncoder) -> None:
+    from chromadb.utils.embedding_functions.open_clip_embedding_function import (
+        OpenCLIPEmbeddingFunction,
+    )
+
+    function = chroma_bench.chroma_clip_function(tiny)
+    assert type(function) is OpenCLIPEmbeddingFunction
+    assert function._model is tiny.model and function._preprocess is tiny.preprocess
+    texts = caption_texts(3)
+    theirs = np.stack(function(texts))
+    assert np.abs(theirs - tiny.embed_texts(texts)).max() < 1e-5
+
+
+def test_chroma_ingest_baselines(tiny: CLIPEncoder, jpegs: list[Path], tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.utils.embedding_functions.open_clip_embedding_function import (
+        OpenCLIPEmbeddingFunction,
+    )
+
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    function = chroma_bench.chroma_clip_function(tiny)
+    original = OpenCLIPEmbeddingFunction._encode_image
+    with mock.patch.object(
+        OpenCLIPEmbeddingFunction, "_encode_image", autospec=True, side_effect=original
+    ) as per_image:
+        name = chroma_bench.chroma_ingest(function, client, jpegs)
+    assert per_image.call_count == len(jpegs)  # Chroma's per-item loop really ran
+    expected = tiny.embed_images([str(p) for p in jpegs])
+    for stored_name in (name, chroma_bench.raw_ingest(tiny, client, jpegs)):
+        got = client.get_collection(stored_name).get(include=["embeddings"])
+        order = np.argsort([int(i) for i in got["ids"]])
+        stored = np.asarray(got["embeddings"])[order]
+        assert np.abs(stored - expected).max() < 1e-5
+    ours = client.get_collection(chroma_bench.ours_ingest(tiny, client, jpegs))
+    assert ours.count() == len(jpegs)
+
+
+def test_chroma_suite_runs_tiny(tiny: CLIPEncoder, bench_dir: Path) -> None:
+    figures = chroma_bench.run(3, 4, 1, queries=3, n_vectors=20, encoder=tiny)
+    names = [f.benchmark for f in figures]
+    assert names[0] == names[1] == "image ingest into Chroma (CPU)"
+    query = next(f for f in figures if f.benchmark.startswith("text query"))
+    assert query.met is not None and query.details["p99_ms"] >= query.ours > 0
+
+
+# --- the harness ------------------------------------------------------------------------
+
+
+def test_alternate_rotates_who_goes_first() -> None:
+    order: list[str] = []
+    seconds = alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating
+    assert all(len(v) == 3 for v in seconds.values())
+
+
+def test_percentile_and_table() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert percentile([5.0], 99) == 5.0
+    rows = [
+        Figure("ingest", 30.0, "img/s", 10.0, "incumbent", goal="≥ 3×", met=True),
+        Figure("query", 12.0, "ms", 8.0, "raw", goal="≤ 1.2×", met=False),
+    ]
+    table = markdown_table(rows)
+    assert "| ingest | 30 img/s | 10 img/s (incumbent) | 3.00× | ≥ 3× | yes |" in table
+    assert "1.50×" in table and "**no**" in table
+
+
+def test_images_are_deterministic_and_cached(bench_dir: Path) -> None:
+    first = make_jpegs(2, size=(40, 30))
+    before = [p.read_bytes() for p in first]
+    first[0].unlink()
+    again = make_jpegs(2, size=(40, 30), workers=2)
+    assert [p.read_bytes() for p in again] == before
+    assert caption_texts(4) == caption_texts(4)
+
+
+# --- the suite runner and the GPU script ------------------------------------------------
+
+
+def test_suite_runner_writes_table_and_json(
+    tiny: CLIPEncoder, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(smoke: bool, encoder: Any) -> list[Figure]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(encoder_bench, "random_vit_b32", lambda: tiny)
+    monkeypatch.setitem(suite.SUITES, "broken", suite.Suite("broken", broken))
+    code = suite.main(["--suite", "smoke", "--only", "encoder", "broken"])
+    assert code == 1  # a failed suite fails the run, after the others reported
+    markdown = (bench_dir / "results-smoke.md").read_text()
+    assert markdown.startswith("Machine: ")
+    assert "| embed_images, files (CPU, ViT-B-32 fp32) |" in markdown
+    assert "- broken: RuntimeError: boom" in markdown
+    data = json.loads((bench_dir / "results-smoke.json").read_text())
+    assert data["machine"]["cores"] >= 1 and data["machine"]["torch"]
+    assert data["suites"]["broken"]["error"] == "RuntimeError: boom"
+    assert len(data["figures"]) == data["suites"]["encoder"]["figures"] == 4
+
+
+def test_gpu_script_smoke_path(tiny_dir: Path, bench_dir: Path) -> None:
+    out = gpu.main(["--smoke", "--model", f"local-dir:{tiny_dir}"])
+    assert out["device"] == "cpu"
+    assert out["model_only"]["img_per_s"] > 0
+    assert out["pipeline"]["img_per_s"] > 0 and out["naive_img_per_s"] > 0
+    assert out["fidelity"]["cosine_min_vs_cpu_decode"] > 0.99
+    assert out["fidelity"]["max_abs_level"] <= 1
+    assert out["chroma"]["img_per_s"] > 0 and out["chroma"]["chroma_own_vectors_per_s"] > 0
+    written = json.loads((bench_dir / "gpu-smoke.json").read_text())
+    assert written["pipeline"]["batch_size"] == out["pipeline"]["batch_size"]
+
+
+def test_peak_table_matches_card_names() -> None:
+    assert gpu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu.peak_tflops("NVIDIA H200") == 989.0
+    assert gpu.peak_tflops("Some Future Card") is None
