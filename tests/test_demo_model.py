@@ -1,0 +1,78 @@
+"""The bundled demo model: loads through open_clip's `local-dir:` path and retrieves held-out
+images it never saw in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import pytest
+import torch
+
+from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_DIR
+from clip_multimodal.training.demo_model import DEMO_MODEL_CFG, heldout_quality
+
+# The fresh held-out shapes use a seed the recipe never uses for evaluation or training.
+FRESH_SEED = 20240
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Any, Any, Any]:
+    torch.set_num_threads(2)
+    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL, device="cpu")
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(DEMO_MODEL)
+
+
+@pytest.fixture(scope="module")
+def quality(demo: tuple[Any, Any, Any]) -> dict[str, float]:
+    return heldout_quality(*demo, per_group=320, seed=FRESH_SEED)
+
+
+def test_folder_is_small_and_complete() -> None:
+    files = {p.name: p.stat().st_size for p in Path(DEMO_MODEL_DIR).iterdir()}
+    assert {"open_clip_config.json", "open_clip_model.safetensors"} <= files.keys()
+    assert sum(files.values()) <= 25 * 1024 * 1024
+
+
+def test_loads_as_a_standard_causal_clip(demo: tuple[Any, Any, Any]) -> None:
+    model, _preprocess, tokenizer = demo
+    assert type(model) is open_clip.CLIP
+    assert model.text_pool_type == "argmax"
+    assert model.attn_mask is not None
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert tokenizer.context_length == DEMO_MODEL_CFG["text_cfg"]["context_length"]
+    assert model.visual.image_size == (64, 64)
+    assert model.logit_scale.exp().item() <= 100.0 + 1e-4
+
+
+def test_heldout_shapes_precision_at_10(quality: dict[str, float]) -> None:
+    assert quality["shapes"] >= 0.9, quality
+
+
+def test_heldout_digits_precision_at_10(quality: dict[str, float]) -> None:
+    assert quality["digits"] >= 0.8, quality
+
+
+def test_heldout_animals_beat_chance_by_far(quality: dict[str, float]) -> None:
+    # Ten classes: chance precision is 0.1.
+    assert quality["animals"] >= 0.5, quality
+
+
+def test_matching_caption_scores_highest(demo: tuple[Any, Any, Any]) -> None:
+    from clip_multimodal.datasets import shapes_samples
+
+    model, preprocess, tokenizer = demo
+    sample = shapes_samples("heldout", n=1, seed=FRESH_SEED)[0]  # a small red circle
+    captions = [
+        "a small red circle",
+        "a large blue cross",
+        "a handwritten seven",
+        "a silhouette of a cat",
+    ]
+    with torch.no_grad():
+        img = model.encode_image(preprocess(sample.image)[None], normalize=True)
+        txt = model.encode_text(tokenizer(captions), normalize=True)
+    assert sample.label == "small red circle"
+    assert int((img @ txt.T).argmax()) == 0
