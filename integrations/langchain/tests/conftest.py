@@ -10,7 +10,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def lc_demo_index(demo_encoder: Any, demo_images_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def lc_demo_index(
+    demo_encoder: Any, demo_images_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
     """An embedded ImageIndex of the held-out demo images, on the real demo model."""
     from clip_multimodal.index import ImageIndex
 
@@ -62,7 +64,9 @@ def fake_index(fake_encoder: Any, colour_pngs: list[Path], tmp_path: Path) -> An
     from clip_multimodal.index import ImageIndex
 
     index = ImageIndex(fake_encoder, collection="colours", path=tmp_path / "chroma")
-    metadatas = [{"warm": colour in ("red", "yellow")} for colour in ("red", "green", "blue", "yellow")]
+    metadatas = [
+        {"warm": colour in ("red", "yellow")} for colour in ("red", "green", "blue", "yellow")
+    ]
     report = index.add([str(p) for p in colour_pngs], metadatas)
     assert report.added == 4
     return index

@@ -22,7 +22,13 @@ def test_text_records_give_back_exactly_what_was_added() -> None:
 
 
 def test_image_records_keep_uri_and_metadata_and_never_hold_pixels() -> None:
-    meta = {"uri": "/x/shapes/c.png", "mime": "image/png", "width": 8, "height": 8, "modality": "image"}
+    meta = {
+        "uri": "/x/shapes/c.png",
+        "mime": "image/png",
+        "width": 8,
+        "height": 8,
+        "modality": "image",
+    }
     doc = record_document("abc", "/x/shapes/c.png", meta, None, extra={"score": 0.5})
     assert doc.page_content == "image: shapes/c.png (image/png, 8x8)"
     assert doc.metadata == {**meta, "score": 0.5}

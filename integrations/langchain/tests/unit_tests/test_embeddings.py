@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
-from clip_multimodal.models import DEMO_MODEL
-from clip_multimodal.testing import FakeEncoder
+from langchain_clip_multimodal import CLIPEmbeddings
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from PIL import Image
 from pydantic import ValidationError
 
-from langchain_clip_multimodal import CLIPEmbeddings
+from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
+from clip_multimodal.models import DEMO_MODEL
+from clip_multimodal.testing import FakeEncoder
 
 
 class TestCLIPEmbeddingsStandard(EmbeddingsUnitTests):
@@ -77,7 +77,7 @@ def test_images_are_embedded_in_one_batch(fake_encoder: FakeEncoder, pngs: list[
 
 def test_unreadable_image_names_the_input(fake_encoder: FakeEncoder, tmp_path: Path) -> None:
     missing = tmp_path / "missing.png"
-    with pytest.raises(ImageLoadError, match="missing.png"):
+    with pytest.raises(ImageLoadError, match=r"missing\.png"):
         CLIPEmbeddings(encoder=fake_encoder).embed_image([str(missing)])
 
 
@@ -105,7 +105,7 @@ async def test_async_methods_run_off_the_event_loop(pngs: list[str]) -> None:
 
 def test_loads_the_model_lazily_and_fails_with_the_core_error() -> None:
     embeddings = CLIPEmbeddings(model_name="local-dir:/nonexistent/model", device="cpu")
-    with pytest.raises(ModelNotAvailableError, match="open_clip_config.json"):
+    with pytest.raises(ModelNotAvailableError, match=r"open_clip_config\.json"):
         embeddings.embed_query("a cat")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from clip_multimodal.testing import FakeEncoder
-from clip_multimodal.types import Encoder
+from langchain_clip_multimodal import CLIPEmbeddings
+from langchain_clip_multimodal._encoder import EmbeddingsEncoder, encoder_for
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from pydantic import BaseModel, SecretStr
 
-from langchain_clip_multimodal import CLIPEmbeddings
-from langchain_clip_multimodal._encoder import EmbeddingsEncoder, encoder_for
+from clip_multimodal.testing import FakeEncoder
+from clip_multimodal.types import Encoder
 
 
 class KeyedEmbeddings(BaseModel, Embeddings):

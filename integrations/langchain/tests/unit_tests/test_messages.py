@@ -7,11 +7,10 @@ import io
 from pathlib import Path
 
 import pytest
+from langchain_clip_multimodal import documents_to_image_blocks, image_message
 from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage
 from PIL import Image
-
-from langchain_clip_multimodal import documents_to_image_blocks, image_message
 
 
 def _doc(path: Path) -> Document:
@@ -28,7 +27,9 @@ def test_blocks_are_resized_base64_images(colour_pngs: list[Path]) -> None:
         original = Image.open(path)
         assert image.format == "JPEG"
         assert max(image.size) == 128
-        assert image.size[0] / image.size[1] == pytest.approx(original.size[0] / original.size[1], rel=0.02)
+        assert image.size[0] / image.size[1] == pytest.approx(
+            original.size[0] / original.size[1], rel=0.02
+        )
     red, green = (Image.open(io.BytesIO(base64.b64decode(b["base64"]))) for b in blocks)
     assert red.getpixel((5, 5))[0] > 200 and green.getpixel((5, 5))[1] > 100
 
@@ -49,5 +50,5 @@ def test_documents_without_uri_are_refused_by_name() -> None:
 def test_unreadable_images_raise_the_core_error(tmp_path: Path) -> None:
     from clip_multimodal.errors import ImageLoadError
 
-    with pytest.raises(ImageLoadError, match="gone.png"):
+    with pytest.raises(ImageLoadError, match=r"gone\.png"):
         documents_to_image_blocks([_doc(tmp_path / "gone.png")])

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_clip_multimodal import CLIPImageRetriever
 from langchain_core.documents import Document
 from pydantic import ValidationError
-
-from langchain_clip_multimodal import CLIPImageRetriever
 
 
 def test_an_image_path_is_an_image_query(fake_index: Any, colour_pngs: list[Path]) -> None:

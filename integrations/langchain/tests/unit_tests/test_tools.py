@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from langchain_core.tools import StructuredTool
-
 from langchain_clip_multimodal import CLIPImageRetriever, create_image_search_tool
+from langchain_core.tools import StructuredTool
 
 
 def test_tool_returns_json_able_paths_and_scores(fake_index: Any, colour_pngs: list[Path]) -> None:
@@ -30,7 +29,12 @@ async def test_tool_runs_async_and_from_a_tool_call(fake_index: Any) -> None:
     result = await tool.ainvoke({"query": "warm colours"})
     assert len(result) == 4
     message = tool.invoke(
-        {"type": "tool_call", "id": "call-1", "name": "image_search", "args": {"query": "x", "k": 1}}
+        {
+            "type": "tool_call",
+            "id": "call-1",
+            "name": "image_search",
+            "args": {"query": "x", "k": 1},
+        }
     )
     assert message.tool_call_id == "call-1"
     assert len(json.loads(message.content)) == 1
