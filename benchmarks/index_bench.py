@@ -55,7 +55,8 @@ def _alternate_with_setup(
 
 def _unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    unit: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit
 
 
 # -- 1. ingest overhead --------------------------------------------------------------------------
