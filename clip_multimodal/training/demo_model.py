@@ -40,6 +40,7 @@ __all__ = [
     "DemoRecipe",
     "heldout_quality",
     "main",
+    "shapes_with_distractors",
     "train_demo_model",
 ]
 
@@ -51,7 +52,7 @@ DEMO_MODEL_CFG: dict[str, Any] = {
     "embed_dim": 128,
     "vision_cfg": {
         "image_size": IMAGE_SIZE,
-        "patch_size": 8,
+        "patch_size": 16,
         "width": 128,
         "layers": 4,
         "head_width": 32,
@@ -82,9 +83,9 @@ MODEL_NAME = "clip-multimodal-demo"
 class DemoRecipe:
     """What the demo model is trained on, and how."""
 
-    n_shapes: int = 10000
-    digit_repeats: int = 3
-    n_animals: int | None = 6000
+    n_shapes: int = 8000
+    digit_repeats: int = 5
+    n_animals: int | None = 5000
     max_shift: int = 4
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=4, batch_size=128, lr=1e-3, warmup_steps=100)
@@ -98,8 +99,21 @@ def _training_samples(recipe: DemoRecipe, seed: int) -> list[Sample]:
     return [*shapes, *digits, *animals]
 
 
-def train_demo_model(recipe: DemoRecipe = DemoRecipe(), seed: int = 0, log: bool = True) -> Any:
-    """Train the demo CLIP from scratch and return it (in eval mode)."""
+def train_demo_model(
+    recipe: DemoRecipe = DemoRecipe(),
+    seed: int = 0,
+    log: bool = True,
+    epoch_dir: Path | None = None,
+) -> Any:
+    """Train the demo CLIP from scratch and return it (in eval mode).
+
+    Args:
+        recipe: the data and hyper-parameters.
+        seed: fixes the data, the initialisation and the batch order.
+        log: print each epoch's loss and held-out precision@10.
+        epoch_dir: if given, save a `local-dir:` checkpoint after every epoch to
+            `epoch_dir/epoch-<n>` (long runs on busy machines can be inspected or stopped early).
+    """
     import open_clip
 
     seed_everything(seed)
@@ -126,6 +140,15 @@ def train_demo_model(recipe: DemoRecipe = DemoRecipe(), seed: int = 0, log: bool
         quality = heldout_quality(model, preprocess, tokenizer, per_group=160, seed=seed + 1)
         scores = ", ".join(f"{k} {v:.2f}" for k, v in quality.items())
         elapsed = time.monotonic() - start
+        if epoch_dir is not None:
+            save_local_dir(
+                model,
+                DEMO_MODEL_CFG,
+                DEMO_PREPROCESS_CFG,
+                epoch_dir / f"epoch-{epoch + 1}",
+                MODEL_NAME,
+                True,
+            )
         print(
             f"epoch {epoch + 1}/{recipe.train.epochs}: loss {loss:.4f}, held-out p@10 {scores} ({elapsed:.0f} s)",
             flush=True,
@@ -181,6 +204,26 @@ def heldout_quality(
     return out
 
 
+def shapes_with_distractors(
+    model: Any, preprocess: Any, tokenizer: Any, per_pool: int = 400, seed: int = 1
+) -> float:
+    """A harder shapes check: held-out queries over held-out AND trained combinations.
+
+    The pool mixes `per_pool` images of HELDOUT_COMBOS with `per_pool` images of trained
+    combinations, so a query like "a small red circle" must beat the trained "small red
+    square" or "large red circle" the model knows well. Relevant = exactly the queried
+    combination.
+    """
+    model.eval()
+    pool = [
+        *shapes_samples("heldout", n=per_pool, seed=seed),
+        *shapes_samples("train", n=per_pool, seed=seed + 7919),
+    ]
+    queries = {c.label: combo_query(c) for c in HELDOUT_COMBOS}
+    text_emb, image_emb = _embed(model, preprocess, tokenizer, pool, list(queries.values()))
+    return precision_at_k(text_emb, image_emb, list(queries), [s.label for s in pool], k=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train, save and evaluate the demo model (the `make demo-model` command)."""
     parser = argparse.ArgumentParser(
@@ -190,13 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--epoch-dir", type=Path, default=None, help="save every epoch here too")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = DemoRecipe()
     if args.epochs is not None:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     start = time.monotonic()
-    model = train_demo_model(recipe, seed=args.seed)
+    model = train_demo_model(recipe, seed=args.seed, epoch_dir=args.epoch_dir)
     print(f"trained in {time.monotonic() - start:.0f} s", flush=True)
     save_local_dir(model, DEMO_MODEL_CFG, DEMO_PREPROCESS_CFG, args.out, MODEL_NAME, half=True)
     from clip_multimodal.training.checkpoint import load_local_dir
@@ -204,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     loaded, preprocess, tokenizer = load_local_dir(args.out)
     for group, p10 in heldout_quality(loaded, preprocess, tokenizer).items():
         print(f"held-out text->image precision@10 {group}: {p10:.3f}", flush=True)
+    hard = shapes_with_distractors(loaded, preprocess, tokenizer)
+    print(f"held-out shapes among trained distractors, precision@10: {hard:.3f}", flush=True)
     return 0
 
 
