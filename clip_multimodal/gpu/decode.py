@@ -9,8 +9,7 @@ batch, and a file nothing can decode is reported by name.
 
 from __future__ import annotations
 
-import io
-import warnings
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,14 +19,13 @@ import torch
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.gpu.headers import is_plain_jpeg, is_plain_png
 from clip_multimodal.images import DEFAULT_MAX_PIXELS, describe_source, load_image, read_bytes
 from clip_multimodal.types import ImageInput
 
 __all__ = ["JpegDecoder", "Loaded", "load_payload", "pil_pixels", "route"]
 
 Route = Literal["jpeg", "png", "pil"]
-_ORIENTATION = 0x0112
-_PNG_BIT_DEPTH = 24  # byte offset of the bit depth in a PNG's IHDR chunk
 
 
 @dataclass
@@ -54,20 +52,9 @@ def route(data: bytes) -> Route:
     the pixel cap. Everything else (CMYK, alpha, palettes, 16 bits, rotations, other
     formats, bad headers) goes to PIL, which also produces the error message.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            fmt, mode, info = image.format, image.mode, image.info
-            orientation = image.getexif().get(_ORIENTATION, 1) if fmt == "JPEG" else 1
-    except Exception:  # any header PIL cannot parse: let load_image name the problem
-        return "pil"
-    if width * height > DEFAULT_MAX_PIXELS or mode not in ("RGB", "L"):
-        return "pil"
-    if fmt == "JPEG" and orientation == 1:
+    if is_plain_jpeg(data, DEFAULT_MAX_PIXELS):
         return "jpeg"
-    if fmt == "PNG" and "transparency" not in info and data[_PNG_BIT_DEPTH] == 8:
+    if is_plain_png(data, DEFAULT_MAX_PIXELS):
         return "png"
     return "pil"
 
@@ -92,13 +79,24 @@ def _png_pixels(data: bytes, desc: str) -> torch.Tensor:
         return pil_pixels(data, desc)
 
 
+def _read(source: ImageInput) -> bytes:
+    """A file's bytes by the shortest path; any other source, or any trouble, via read_bytes."""
+    if isinstance(source, os.PathLike):
+        try:
+            with open(source, "rb") as fh:
+                return fh.read()
+        except OSError:
+            pass  # read_bytes raises the ImageLoadError that names the problem
+    return read_bytes(source)
+
+
 def load_payload(payload: ImageInput, desc: str | None = None, info: Any = None) -> Loaded:
     """Read one input and route it; runs in a reader thread. Never raises ImageLoadError."""
     desc = desc or describe_source(payload)
     try:
         if isinstance(payload, (Image.Image, np.ndarray)):
             return Loaded(desc, pixels=pil_pixels(payload, desc), info=info)
-        data = payload if isinstance(payload, bytes) else read_bytes(payload)
+        data = payload if isinstance(payload, bytes) else _read(payload)
         kind = route(data)
         if kind == "jpeg":
             return Loaded(desc, jpeg=data, info=info)

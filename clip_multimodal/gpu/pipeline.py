@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -185,8 +186,8 @@ class GPUImagePipeline:
         return ImageEmbeddings(stacked, indices, errors)
 
     def embed_files(self, paths: Sequence[Any]) -> ImageEmbeddings:
-        """`embed` for file paths (str or Path)."""
-        return self.embed(list(paths))
+        """`embed` for file paths (str or Path), read without probing for URLs or base64."""
+        return self.embed([Path(p) for p in paths])
 
     def stream(
         self,
