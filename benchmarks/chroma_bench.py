@@ -42,6 +42,7 @@ __all__ = [
     "bench_text_function",
     "chroma_clip_function",
     "chroma_ingest",
+    "open_clip_answers_with",
     "ours_ingest",
     "raw_ingest",
     "raw_query",
@@ -51,22 +52,35 @@ __all__ = [
 QUERY_GOAL = 1.2  # issue 8: text-query p50 at most 1.2x raw encode + raw query
 
 
-def chroma_clip_function(encoder: Any) -> Any:
-    """Chroma's `OpenCLIPEmbeddingFunction`, its own `__init__` run around our model object.
+@contextmanager
+def open_clip_answers_with(encoder: Any) -> Iterator[None]:
+    """While active, open_clip's model and tokenizer factories return the encoder's own.
 
-    Its calls to open_clip for a model and a tokenizer are answered with the encoder's own
-    (no download); every method then runs Chroma's code unchanged.
+    Chroma builds its function from open_clip, and builds it again whenever it reads a
+    collection's configuration (`create_collection`, `get_collection`): each time it must
+    get our model object, not a download (nor a fresh random model, 1.5 s on these CPUs).
     """
     import open_clip
-    from chromadb.utils.embedding_functions.open_clip_embedding_function import (
-        OpenCLIPEmbeddingFunction,
-    )
 
     shared = (encoder.model, None, encoder.preprocess)
     with (
         mock.patch.object(open_clip, "create_model_and_transforms", return_value=shared),
         mock.patch.object(open_clip, "get_tokenizer", return_value=encoder.tokenizer),
     ):
+        yield
+
+
+def chroma_clip_function(encoder: Any) -> Any:
+    """Chroma's `OpenCLIPEmbeddingFunction`, its own `__init__` run around our model object.
+
+    Every method then runs Chroma's code unchanged. Use Chroma collections made with it inside
+    `open_clip_answers_with(encoder)`, where Chroma's rebuilds get the same model.
+    """
+    from chromadb.utils.embedding_functions.open_clip_embedding_function import (
+        OpenCLIPEmbeddingFunction,
+    )
+
+    with open_clip_answers_with(encoder):
         return OpenCLIPEmbeddingFunction(model_name="ViT-B-32", checkpoint="random", device="cpu")
 
 
@@ -261,7 +275,7 @@ def run(
     encoder = encoder or random_vit_b32()
     function = chroma_clip_function(encoder)
     paths = make_jpegs(n_images)
-    with _client() as client:
+    with open_clip_answers_with(encoder), _client() as client:
         figures = bench_ingest(encoder, client, function, paths, repeats)
         figures.append(bench_query(encoder, client, paths, queries, n_vectors))
         figures.append(bench_text_function(encoder, function, caption_texts(n_texts), repeats))

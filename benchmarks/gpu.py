@@ -21,8 +21,15 @@ Figures, each against its goal from issue 8:
   `collection.add` in max-size batches). Goal: within 10% of Chroma's own rate.
 
 Needs on the GPU machine: torch, torchvision, pillow, numpy (in its image) and, carried as
-wheels, open_clip_torch (+ ftfy, wcwidth) and, for the Chroma figure, chromadb and its
-dependencies; without chromadb the Chroma figure is reported as skipped, the rest runs.
+wheels (`WHEELS` below: what this project imports that the image lacks), open_clip_torch
+(+ ftfy, wcwidth) and, for the Chroma figure, chromadb and the modules it imports; without
+chromadb the Chroma figure is reported as skipped and the rest runs. On the lent machine:
+
+    # here, once: python -m benchmarks.gpu --print-wheels | sh      (fills .whl/, ignored)
+    # there, as one run with carry [".whl"]:
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \
+        PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu
 
 Run: `python -m benchmarks.gpu [--images 2048] [--smoke] [--compile]`.
 """
@@ -63,6 +70,43 @@ PEAK_BF16_TFLOPS = {
     "A10G": 70.0,
     "RTX 4090": 165.0,
 }
+# Wheels the lent machine's image lacks (its package list: .library/device/KINDS.md), for
+# CPython 3.12 manylinux: the core's open_clip, then what chromadb imports for an embedded
+# client (found by importing it and listing sys.modules' distributions).
+WHEELS = [
+    "open_clip_torch==3.3.0",
+    "ftfy==6.3.1",
+    "wcwidth==0.9.4",
+    "chromadb==1.5.9",
+    "pydantic==2.14.4",
+    "pydantic_core==2.50.5",
+    "pydantic-settings==2.16.3",
+    "annotated-types==0.8.0",
+    "typing-inspection==0.4.5",
+    "python-dotenv==1.2.4",
+    "pybase64==1.5.1",
+    "orjson==3.13.0",
+    "overrides==7.7.0",
+    "tenacity==9.2.1",
+    "jsonschema==4.26.0",
+    "jsonschema-specifications==2025.9.1",
+    "jsonpointer==3.12",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "opentelemetry-api==1.45.2",
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-proto==1.45.2",
+    "opentelemetry-semantic-conventions==0.66b2",
+    "opentelemetry-exporter-otlp-proto-common==1.45.2",
+    "opentelemetry-exporter-otlp-proto-grpc==1.45.2",
+    "googleapis-common-protos==1.76.0",
+    "zstandard==0.25.0",
+    "defusedxml==0.7.1",
+]
+PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in (28, 27, 17)] + [
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
 GOALS = {"files_per_s": 8000.0, "vs_naive": 300.0, "mfu": 0.35, "chroma_share": 0.9}
 
 
@@ -420,6 +464,16 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def wheels_command() -> str:
+    """The pip download line (per the device README) that fills .whl/ with WHEELS."""
+    platforms = " ".join(f"--platform {p}" for p in PLATFORMS)
+    return (
+        "grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude; "
+        "python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 "
+        f"--implementation cp {platforms} -d .whl " + " ".join(WHEELS)
+    )
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2048)
@@ -432,6 +486,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="reader threads (0: cores)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the tower")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, to check it runs")
+    parser.add_argument("--print-wheels", action="store_true", help="print the pip download")
     args = parser.parse_args(argv)
     if args.smoke:
         args.images, args.naive, args.reference, args.chroma = 6, 2, 3, 4
@@ -441,6 +496,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.print_wheels:
+        print(wheels_command())
+        return {}
     out = run(args)
     log("\n" + report(out))
     if out["model_only"]["profile"]:

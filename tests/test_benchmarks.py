@@ -127,14 +127,18 @@ def test_chroma_ingest_baselines(tiny: CLIPEncoder, jpegs: list[Path], tmp_path:
     client = chromadb.PersistentClient(str(tmp_path / "db"))
     function = chroma_bench.chroma_clip_function(tiny)
     original = OpenCLIPEmbeddingFunction._encode_image
-    with mock.patch.object(
-        OpenCLIPEmbeddingFunction, "_encode_image", autospec=True, side_effect=original
-    ) as per_image:
+    with (
+        chroma_bench.open_clip_answers_with(tiny),
+        mock.patch.object(
+            OpenCLIPEmbeddingFunction, "_encode_image", autospec=True, side_effect=original
+        ) as per_image,
+    ):
         name = chroma_bench.chroma_ingest(function, client, jpegs)
     assert per_image.call_count == len(jpegs)  # Chroma's per-item loop really ran
     expected = tiny.embed_images([str(p) for p in jpegs])
     for stored_name in (name, chroma_bench.raw_ingest(tiny, client, jpegs)):
-        got = client.get_collection(stored_name).get(include=["embeddings"])
+        with chroma_bench.open_clip_answers_with(tiny):  # Chroma rebuilds its function here
+            got = client.get_collection(stored_name).get(include=["embeddings"])
         order = np.argsort([int(i) for i in got["ids"]])
         stored = np.asarray(got["embeddings"])[order]
         assert np.abs(stored - expected).max() < 1e-5
