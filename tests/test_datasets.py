@@ -121,9 +121,7 @@ def test_write_demo_images(tmp_path: Path) -> None:
     names = {p.relative_to(tmp_path).as_posix() for p, _ in written}
     assert "shapes/red-circle-small-000.png" in names
     assert any(n.startswith("digits/") for n in names)
-    assert any(
-        n.startswith("animals/") for n in names
-    )
+    assert any(n.startswith("animals/") for n in names)
     for path, caption in written:
         assert path.is_file()
         content = path.stem.rsplit("-", 1)[0].split("-")

@@ -3,6 +3,7 @@ images it never saw in training."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ FRESH_SEED = 20240
 
 
 @pytest.fixture(scope="module")
-def demo() -> tuple[Any, Any, Any]:
-    torch.set_num_threads(2)
+def demo() -> Iterator[tuple[Any, Any, Any]]:
+    # One thread: on a shared CPU, more threads than free cores slow torch down many times.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL, device="cpu")
     model.eval()
-    return model, preprocess, open_clip.get_tokenizer(DEMO_MODEL)
+    yield model, preprocess, open_clip.get_tokenizer(DEMO_MODEL)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,10 @@ def _shape_batches(n: int = 96, batch_size: int = 32) -> PairBatches:
 
 
 @pytest.fixture(autouse=True)
-def _two_threads() -> Any:
+def _one_thread() -> Any:
+    # On a shared CPU, more torch threads than free cores slow training down many times.
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
@@ -107,7 +108,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
     lrs = [cosine_lr(s, 100, 10, 1.0) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1)
     assert lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in itertools.pairwise(lrs))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[100] == pytest.approx(0.0, abs=1e-12)
 
 
