@@ -227,7 +227,7 @@ def test_classify_returns_probabilities_using_templates(demo_encoder: CLIPEncode
     assert probs.shape == (60, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     predicted = [names[i] for i in probs.argmax(axis=1)]
-    accuracy = np.mean([p in s.caption for p, s in zip(predicted, samples, strict=True)])
+    accuracy = np.mean([p == s.label for p, s in zip(predicted, samples, strict=True)])
     assert accuracy >= 0.7
 
 
