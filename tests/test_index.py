@@ -210,6 +210,56 @@ def test_embedding_the_next_chunk_overlaps_writing_the_last(
     assert index.count() == 4
 
 
+def test_an_image_repeated_across_chunks_is_stored_once(chroma_client: Any) -> None:
+    index = ImageIndex(FakeEncoder(), _name(), client=chroma_client, chunk_size=2)
+    same = _png((7, 7, 7))
+
+    report = index.add([same, _png((1, 1, 1)), _png((2, 2, 2)), _png((3, 3, 3)), same])
+
+    assert (report.added, report.unchanged, report.embedded) == (4, 1, 4)
+    assert report.ids[0] == report.ids[4]
+    assert index.count() == 4
+
+
+def test_repeated_explicit_ids_are_refused(index: ImageIndex) -> None:
+    with pytest.raises(ValueError, match=r"unique.*\['a'\]"):
+        index.add([_png((1, 1, 1)), _png((2, 2, 2))], ids=["a", "a"])
+    assert index.count() == 0
+
+
+def test_the_writer_merges_chunks_that_wait_for_a_slow_store() -> None:
+    from clip_multimodal.index._writer import BackgroundWriter
+
+    writes: list[list[int]] = []
+
+    def slow_write(items: list[int]) -> None:
+        time.sleep(0.05)
+        writes.append(items)
+
+    with BackgroundWriter[list[int]](slow_write, lambda a, b: a + b) as writer:
+        for i in range(10):
+            writer.put([i])
+
+    assert [i for w in writes for i in w] == list(range(10))  # all of them, in order
+    assert len(writes) < 10  # fewer, larger writes
+
+
+def test_a_failed_write_is_raised_to_the_producer() -> None:
+    from clip_multimodal.index._writer import BackgroundWriter
+
+    def failing(item: int) -> None:
+        raise RuntimeError(f"store down at {item}")
+
+    def produce() -> None:
+        with BackgroundWriter[int](failing) as writer:
+            for i in range(20):
+                writer.put(i)
+                time.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="store down at 0"):
+        produce()
+
+
 def test_add_embeddings_normalizes_and_checks_the_dimension(index: ImageIndex) -> None:
     index.add_embeddings(np.array([[3.0] + [0.0] * 31]), ["x"], uris=["http://example.com/x.png"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,6 +126,9 @@ class ImageIndex:
         metas = _aligned("metadatas", metadatas, n)
         docs = _aligned("documents", documents, n)
         given = _aligned("ids", ids, n)
+        if ids is not None and len(set(given)) != n:
+            repeated = sorted(i for i, c in Counter(given).items() if c > 1)[:5]
+            raise ValueError(f"ids must be unique within one add call; repeated: {repeated}")
         jobs = [Job(i, s, given[i], metas[i], docs[i]) for i, s in enumerate(sources)]
         report = IndexReport(ids=[None] * n)
         self._ingest(jobs, report, None)
@@ -229,10 +233,11 @@ class ImageIndex:
         return out
 
     def _ingest(self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None) -> None:
-        with BackgroundWriter[WriteBatch](self._write) as writer:
+        seen: set[str] = set()
+        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as writer:
             for start in range(0, len(jobs), self._chunk):
                 chunk = jobs[start : start + self._chunk]
-                batch = ingest_chunk(chunk, self._store, self.encoder, report)
+                batch = ingest_chunk(chunk, self._store, self.encoder, report, seen)
                 if len(batch):
                     writer.put(batch)
                 if advance is not None:

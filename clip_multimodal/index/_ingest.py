@@ -55,6 +55,12 @@ class WriteBatch:
     def __len__(self) -> int:
         return len(self.new) + len(self.changed) + len(self.refreshed)
 
+    def merged(self, other: WriteBatch) -> WriteBatch:
+        """Both batches as one write (a later chunk's records come after this one's)."""
+        return WriteBatch(
+            self.new + other.new, self.changed + other.changed, self.refreshed + other.refreshed
+        )
+
 
 @dataclass
 class _Ready:
@@ -66,14 +72,21 @@ class _Ready:
 
 
 def ingest_chunk(
-    jobs: Sequence[Job], collection: LockedCollection, encoder: Encoder, report: IndexReport
+    jobs: Sequence[Job],
+    collection: LockedCollection,
+    encoder: Encoder,
+    report: IndexReport,
+    seen: set[str],
 ) -> WriteBatch:
-    """Prepare one chunk's records and update `report`; the caller writes the batch."""
+    """Prepare one chunk's records and update `report`; the caller writes the batch.
+
+    `seen` holds the ids earlier chunks of the same call already handled (their writes
+    may still be queued): a repeat is stored once, and no write holds an id twice.
+    """
     ready = _read(jobs, report)
     stored = _stored_metadata(collection, [r.id for r in ready])
     batch = WriteBatch()
     to_embed: list[_Ready] = []
-    seen: set[str] = set()
     for item in ready:
         item.stored = stored.get(item.id)
         report.ids[item.job.position] = item.id

@@ -18,13 +18,20 @@ class BackgroundWriter(Generic[T]):
     """Runs `write(item)` for each `put` item, in order, on one thread.
 
     The queue is bounded (`depth`), so a producer faster than the store waits instead of
-    piling chunks up in memory. The first write error stops the writer and is raised from
-    the next `put` or from `close`. Use it as a context manager: leaving the block waits for
-    every queued write.
+    piling chunks up in memory. When items wait in the queue (the store is the bottleneck),
+    `merge` folds them into one write: the store ingests large batches faster than small
+    ones. The first write error stops the writer and is raised from the next `put` or on
+    leaving the `with` block, which waits for every queued write.
     """
 
-    def __init__(self, write: Callable[[T], None], depth: int = 2) -> None:
+    def __init__(
+        self,
+        write: Callable[[T], None],
+        merge: Callable[[T, T], T] | None = None,
+        depth: int = 8,
+    ) -> None:
         self._write = write
+        self._merge = merge
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="clip-index-writer", daemon=True)
@@ -51,12 +58,30 @@ class BackgroundWriter(Generic[T]):
             self._raise_if_failed()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not _STOP:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            item, stop = self._drain_into(item)
             if self._error is None:  # after a failure, drain without writing
                 try:
                     self._write(item)  # type: ignore[arg-type]
                 except BaseException as exc:
                     self._error = exc
+
+    def _drain_into(self, item: object) -> tuple[object, bool]:
+        """Merge whatever is already queued into `item`; report whether STOP was among it."""
+        if self._merge is None:
+            return item, False
+        while True:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return item, False
+            if nxt is _STOP:
+                return item, True
+            item = self._merge(item, nxt)  # type: ignore[arg-type]
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
