@@ -90,3 +90,23 @@ def test_matching_caption_scores_highest(demo: tuple[Any, Any, Any]) -> None:
         txt = model.encode_text(tokenizer(captions), normalize=True)
     assert sample.label == "small red circle"
     assert int((img @ txt.T).argmax()) == 0
+
+
+def test_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
+    from clip_multimodal.training import TrainConfig
+    from clip_multimodal.training.demo_model import DemoRecipe, train_demo_model
+
+    recipe = DemoRecipe(
+        n_shapes=96, digit_repeats=0, n_animals=32, train=TrainConfig(epochs=1, batch_size=64)
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = train_demo_model(recipe, seed=3, log=False, epoch_dir=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert not model.training
+    spec = f"local-dir:{tmp_path / 'epoch-1'}"
+    loaded, _, _ = open_clip.create_model_and_transforms(spec)
+    saved = loaded.state_dict()["text_projection"]
+    assert torch.allclose(saved, model.state_dict()["text_projection"], atol=1e-2)
