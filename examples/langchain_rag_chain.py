@@ -51,7 +51,9 @@ def build_chain(
     retriever: CLIPImageRetriever, chat_model: Runnable[Any, Any], max_side: int = 256
 ) -> Runnable[str, str]:
     """question -> retrieve images -> one multimodal message -> chat model -> answer text."""
-    prompt = RunnableLambda(lambda inputs: to_messages(inputs, max_side))
+    prompt: Runnable[dict[str, Any], list[BaseMessage]] = RunnableLambda(
+        lambda inputs: to_messages(inputs, max_side)
+    )
     return (
         {"question": RunnablePassthrough(), "docs": retriever}
         | prompt

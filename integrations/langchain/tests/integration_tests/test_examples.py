@@ -51,8 +51,8 @@ def test_rag_chain_sends_the_retrieved_images_to_the_chat_model(
     assert isinstance(human, HumanMessage)
     blocks = human.content_blocks
     text, images = blocks[0], blocks[1:]
-    assert text["type"] == "text" and "a large blue cross" in text["text"]  # type: ignore[typeddict-item]
-    assert "1. image: shapes/blue-cross-large-" in text["text"]  # type: ignore[typeddict-item]
+    assert text["type"] == "text" and "a large blue cross" in text["text"]
+    assert "1. image: shapes/blue-cross-large-" in text["text"]
     assert [b["type"] for b in images] == ["image", "image"]
     for block in images:
         assert block["mime_type"] == "image/jpeg"  # type: ignore[typeddict-item]

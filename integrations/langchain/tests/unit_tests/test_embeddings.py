@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.models import DEMO_MODEL
 from clip_multimodal.testing import FakeEncoder
+from clip_multimodal.types import ImageInput
 
 
 class TestCLIPEmbeddingsStandard(EmbeddingsUnitTests):
@@ -36,12 +38,12 @@ class SlowThreadRecordingEncoder(FakeEncoder):
         super().__init__()
         self.threads: list[int] = []
 
-    def embed_texts(self, texts):  # type: ignore[no-untyped-def]
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         self.threads.append(threading.get_ident())
         time.sleep(0.2)
         return super().embed_texts(texts)
 
-    def embed_images(self, images):  # type: ignore[no-untyped-def]
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         self.threads.append(threading.get_ident())
         time.sleep(0.2)
         return super().embed_images(images)
