@@ -244,3 +244,16 @@ def test_unknown_arguments_and_empty_deletes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="pass ids or where"):
         store.delete()
     assert store.get_by_ids(["a"])[0].page_content == "foo"
+
+
+def test_without_a_location_the_store_is_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    monkeypatch.setenv("CLIP_MULTIMODAL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    store = CLIPChroma(f"mem-{uuid.uuid4().hex[:12]}", DeterministicFakeEmbedding(size=8))
+    store.add_texts(["foo", "bar"], ids=["a", "b"])
+    assert store.similarity_search("bar", k=1)[0].id == "b"
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere
