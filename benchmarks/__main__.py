@@ -57,9 +57,9 @@ def _langchain_suite(smoke: bool, encoder: Any) -> list[Figure]:
 
 
 def _llamaindex_suite(smoke: bool, encoder: Any) -> list[Figure]:
-    from benchmarks import llamaindex_bench  # type: ignore[attr-defined]
+    from benchmarks import llamaindex_bench
 
-    sizes = (4, 2, 1) if smoke else (32, 8, 3)
+    sizes = (4, 4, 1) if smoke else (32, 64, 3)
     figures: list[Figure] = llamaindex_bench.run(*sizes, encoder=encoder)
     return figures
 

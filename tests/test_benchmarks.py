@@ -225,3 +225,19 @@ def test_peak_table_matches_card_names() -> None:
     assert gpu.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu.peak_tflops("NVIDIA H200") == 989.0
     assert gpu.peak_tflops("Some Future Card") is None
+
+
+def test_native_norms_variant_computes_the_same_embeddings(tiny_dir: Path) -> None:
+    import torch
+    from open_clip.transformer import LayerNormFp32
+
+    bf16 = CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", precision="bf16")
+    assert any(isinstance(m, LayerNormFp32) for m in bf16.model.modules())
+    variant = gpu.with_native_norms(bf16.model)
+    assert not any(isinstance(m, LayerNormFp32) for m in variant.modules())
+    assert any(isinstance(m, LayerNormFp32) for m in bf16.model.modules())  # a copy
+    pixels = torch.randn((4, 3, 32, 32)).to(torch.bfloat16)
+    with torch.inference_mode():
+        a = torch.nn.functional.normalize(bf16.model.encode_image(pixels).float(), dim=-1)
+        b = torch.nn.functional.normalize(variant.encode_image(pixels).float(), dim=-1)
+    assert (a * b).sum(dim=-1).min().item() > 0.99  # bf16 rounding only
