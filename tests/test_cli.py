@@ -280,6 +280,7 @@ def test_demo_indexes_and_searches_under_the_data_dir(
 # -- serve ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh process imports torch and loads the model
 def test_serve_runs_the_service_over_a_chroma_server(
     capsys: pytest.CaptureFixture[str],
     chroma_server: tuple[str, int],

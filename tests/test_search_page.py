@@ -17,6 +17,7 @@ from typing import Any
 
 import chromadb
 import pytest
+from playwright.sync_api import expect
 
 from clip_multimodal.index import ImageIndex
 from clip_multimodal.server import ServerSettings, create_app
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)  # a shared CI machine can be slow to answer
 
 
 def _chromium() -> str:
@@ -130,6 +132,12 @@ def test_typing_a_query_shows_the_seven_with_thumbnails_and_scores(
     _thumbnails_loaded(page, 4)
     assert page.inner_text("#results .result .score").strip() == f"{scores[0]:.3f}"
     assert "for “a handwritten seven”" in page.inner_text("#status")
+    page.fill("#query", "a silhouette of a zebra")
+    page.press("#query", "Enter")
+    expect(page.locator("#status")).to_contain_text("zebra")
+    zebras = [r["uri"] for r in _results(page)[:4]]
+    assert all("/animals/zebra-" in uri for uri in zebras), zebras
+    _thumbnails_loaded(page, 12)
     shot = tmp_path / "search-page.png"
     page.screenshot(path=str(shot))
     assert 10_000 < shot.stat().st_size < 300_000
@@ -144,7 +152,7 @@ def test_uploading_an_image_shows_similar_images(
 ) -> None:
     _open(page, base_url)
     page.set_input_files("#search-file", str(demo_images_dir / RED_CIRCLE))
-    page.wait_for_function("document.querySelector('#status').textContent.includes('similar')")
+    expect(page.locator("#status")).to_contain_text("similar to")
     results = _results(page)
     assert results[0]["uri"].endswith(RED_CIRCLE) and float(results[0]["score"]) > 0.99
     assert any("red-circle-small-" in r["uri"] for r in results[1:4]), results[:4]
@@ -167,9 +175,7 @@ def test_dropping_an_image_searches_by_it(page: Any, base_url: str, demo_images_
     )
     page.dispatch_event("#search-drop", "dragover", {"dataTransfer": transfer})
     page.dispatch_event("#search-drop", "drop", {"dataTransfer": transfer})
-    page.wait_for_function(
-        "document.querySelector('#status').textContent.includes('dropped-seven.png')"
-    )
+    expect(page.locator("#status")).to_contain_text("dropped-seven.png")
     assert _results(page)[0]["uri"].endswith(SEVEN)
 
 
@@ -194,7 +200,7 @@ def test_what_is_this_shows_label_probabilities(
     # New labels, same image: asking again re-classifies.
     page.fill("#labels", "a silhouette of a cat, a handwritten seven")
     page.click("#classify-form button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#predictions .prediction').length === 2")
+    expect(page.locator("#predictions .prediction")).to_have_count(2)
     assert page.console_errors == []
 
 

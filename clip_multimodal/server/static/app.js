@@ -99,7 +99,7 @@ function renderHits(hits) {
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = hit.score.toFixed(3);
-    meta.append(name, score);
+    meta.append(score, name);
     item.append(img, meta);
     list.append(item);
   }
