@@ -54,10 +54,10 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with no weight decay on gains, biases, embeddings' scale and the temperature.
+    """AdamW with no weight decay on norm gains, biases and the temperature.
 
-    This is open_clip's split: decaying 1-d parameters (LayerNorm gains, biases, logit_scale)
-    only fights the normalisation they implement.
+    This is open_clip's split: decaying them pulls the temperature and the LayerNorm scales
+    toward zero, which fights what they do. Frozen parameters (a locked tower) are skipped.
     """
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
