@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,32 @@ def test_every_image_kind_gives_the_same_vector(demo_encoder: Any, png: Path) ->
     vectors = embed.get_image_embedding_batch(kinds)
     for kind, vector in zip(kinds, vectors, strict=True):
         np.testing.assert_allclose(vector, vectors[0], atol=1e-5, err_msg=type(kind).__name__)
+
+
+@pytest.fixture
+def served_png(png: Path) -> Iterator[str]:
+    """The PNG at an http:// URL, from a real server on loopback."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(png.parent))
+    handler.log_message = lambda *_: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{png.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_url_strings_are_fetched(demo_encoder: Any, png: Path, served_png: str) -> None:
+    embed = CLIPMultiModalEmbedding(encoder=demo_encoder)
+    expected = embed.get_image_embedding(str(png))
+    np.testing.assert_allclose(embed.get_image_embedding(served_png), expected, atol=1e-5)
+    node = ImageNode(image_url=served_png)
+    np.testing.assert_allclose(embed.get_image_embedding(node), expected, atol=1e-5)
 
 
 def test_image_node_precedence(png: Path) -> None:
