@@ -121,6 +121,17 @@ def render(result: dict[str, Any], info: dict[str, Any], command: str) -> str:
         "",
         markdown_table(result["figures"]),
     ]
+    steadier = [
+        f"- {f.benchmark} vs {f.baseline_name}: {f.details['cpu_speedup']:.2f}×"
+        for f in result["figures"]
+        if f.details.get("cpu_speedup")
+    ]
+    if steadier:
+        lines += [
+            "",
+            "Work saved (baseline's process CPU time / ours; steadier on a shared machine):",
+        ]
+        lines += steadier
     failed = {k: v["error"] for k, v in result["suites"].items() if "error" in v}
     if failed:
         lines += ["", "Suites that failed:"] + [f"- {k}: {v}" for k, v in failed.items()]

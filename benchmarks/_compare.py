@@ -14,13 +14,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "alternate", "markdown_table", "percentile", "rate", "write_json"]
+__all__ = [
+    "Figure",
+    "alternate",
+    "cpu_speedup",
+    "markdown_table",
+    "percentile",
+    "rate",
+    "write_json",
+]
 
 
 def alternate(
-    runs: Mapping[str, Callable[[], object]], repeats: int, warmup: bool = True
+    runs: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: bool = True,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
-    """Run each callable `repeats` times, round-robin with a rotating start; seconds per run."""
+    """Run each callable `repeats` times, round-robin with a rotating start; seconds per run.
+
+    If `cpu` is given, it receives each run's process CPU time (all threads) per name: on a
+    shared machine that is the steadier measure of the work done.
+    """
     names = list(runs)
     if warmup:
         for name in names:
@@ -28,9 +43,11 @@ def alternate(
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
             seconds[name].append(time.perf_counter() - start)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start_cpu)
     return seconds
 
 
@@ -77,6 +94,13 @@ class Figure:
 def rate(items: int, seconds: list[float]) -> float:
     """Items per second at the median run."""
     return items / statistics.median(seconds)
+
+
+def cpu_speedup(cpu: Mapping[str, list[float]], ours: str, baseline: str) -> float | None:
+    """Median process CPU seconds of the baseline over ours: the work saved, load-proof."""
+    if not cpu.get(ours) or not cpu.get(baseline):
+        return None
+    return statistics.median(cpu[baseline]) / max(statistics.median(cpu[ours]), 1e-9)
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -31,7 +31,15 @@ from unittest import mock
 import numpy as np
 import torch
 
-from benchmarks._compare import Figure, alternate, markdown_table, percentile, rate, write_json
+from benchmarks._compare import (
+    Figure,
+    alternate,
+    cpu_speedup,
+    markdown_table,
+    percentile,
+    rate,
+    write_json,
+)
 from benchmarks._machine import machine_info, machine_line
 from benchmarks.encoder_bench import random_vit_b32
 from benchmarks.images import bench_dir, caption_texts, make_jpegs
@@ -145,6 +153,7 @@ def bench_ingest(
     def timed(fn: Any) -> Any:
         return lambda: made.append(fn(client, paths))
 
+    cpu: dict[str, list[float]] = {}
     seconds = alternate(
         {
             "ours": timed(lambda c, p: ours_ingest(encoder, c, p)),
@@ -152,6 +161,7 @@ def bench_ingest(
             "raw": timed(lambda c, p: raw_ingest(encoder, c, p)),
         },
         repeats,
+        cpu=cpu,
     )
     counts = {client.get_collection(n).count() for n in made}
     for name in made:
@@ -159,7 +169,7 @@ def bench_ingest(
     if counts != {len(paths)}:
         raise RuntimeError(f"a path stored {counts} records for {len(paths)} images")
     ours = rate(len(paths), seconds["ours"])
-    common = {"images": len(paths), "seconds": seconds}
+    common = {"images": len(paths), "seconds": seconds, "cpu_seconds": cpu}
     return [
         Figure(
             "image ingest into Chroma (CPU)",
@@ -167,7 +177,7 @@ def bench_ingest(
             "img/s",
             rate(len(paths), seconds["chroma"]),
             "Chroma OpenCLIPEmbeddingFunction + ImageLoader",
-            details=common,
+            details={**common, "cpu_speedup": cpu_speedup(cpu, "ours", "chroma")},
         ),
         Figure(
             "image ingest into Chroma (CPU)",
@@ -175,7 +185,7 @@ def bench_ingest(
             "img/s",
             rate(len(paths), seconds["raw"]),
             "raw open_clip batches + raw collection.add",
-            details=common,
+            details={**common, "cpu_speedup": cpu_speedup(cpu, "ours", "raw")},
         ),
     ]
 
@@ -239,9 +249,11 @@ def bench_query(
 
 def bench_text_function(encoder: Any, function: Any, texts: Sequence[str], repeats: int) -> Figure:
     """`embed_texts` against Chroma's OpenCLIPEmbeddingFunction called on the same texts."""
+    cpu: dict[str, list[float]] = {}
     seconds = alternate(
         {"ours": lambda: encoder.embed_texts(texts), "chroma": lambda: function(list(texts))},
         repeats,
+        cpu=cpu,
     )
     diff = np.abs(encoder.embed_texts(texts) - np.stack(function(list(texts)))).max()
     return Figure(
@@ -250,7 +262,13 @@ def bench_text_function(encoder: Any, function: Any, texts: Sequence[str], repea
         "texts/s",
         rate(len(texts), seconds["chroma"]),
         "Chroma OpenCLIPEmbeddingFunction(texts)",
-        details={"texts": len(texts), "seconds": seconds, "max_abs_diff": float(diff)},
+        details={
+            "texts": len(texts),
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "cpu_speedup": cpu_speedup(cpu, "ours", "chroma"),
+            "max_abs_diff": float(diff),
+        },
     )
 
 

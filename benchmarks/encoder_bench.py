@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._compare import Figure, alternate, markdown_table, rate, write_json
+from benchmarks._compare import Figure, alternate, cpu_speedup, markdown_table, rate, write_json
 from benchmarks._machine import machine_info, machine_line
 from benchmarks.images import bench_dir, caption_texts, make_jpegs
 
@@ -97,9 +97,9 @@ def bench_images(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
     lc = langchain_embeddings(encoder)
     uris = [str(p) for p in paths]
     incumbent = _incumbent(lambda: lc.embed_image(uris), encoder.model)
-    seconds = alternate(
-        {"ours": lambda: encoder.embed_images(uris), "langchain": incumbent}, repeats
-    )
+    cpu: dict[str, list[float]] = {}
+    runs = {"ours": lambda: encoder.embed_images(uris), "langchain": incumbent}
+    seconds = alternate(runs, repeats, cpu=cpu)
     ours = encoder.embed_images(uris)
     theirs = np.asarray(incumbent(), dtype=np.float32)
     return Figure(
@@ -111,6 +111,8 @@ def bench_images(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
         details={
             "images": len(uris),
             "seconds": seconds,
+            "cpu_seconds": cpu,
+            "cpu_speedup": cpu_speedup(cpu, "ours", "langchain"),
             "batch_size": encoder.batch_size,
             "max_abs_diff_vs_baseline": float(np.abs(ours - theirs).max()),
         },
@@ -121,9 +123,9 @@ def bench_texts(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
     """`embed_texts` against LangChain's `embed_documents` loop."""
     lc = langchain_embeddings(encoder)
     incumbent = _incumbent(lambda: lc.embed_documents(list(texts)), encoder.model)
-    seconds = alternate(
-        {"ours": lambda: encoder.embed_texts(texts), "langchain": incumbent}, repeats
-    )
+    cpu: dict[str, list[float]] = {}
+    runs = {"ours": lambda: encoder.embed_texts(texts), "langchain": incumbent}
+    seconds = alternate(runs, repeats, cpu=cpu)
     diff = np.abs(encoder.embed_texts(texts) - np.asarray(incumbent()))
     return Figure(
         "embed_texts (CPU, ViT-B-32 fp32)",
@@ -134,6 +136,8 @@ def bench_texts(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
         details={
             "texts": len(texts),
             "seconds": seconds,
+            "cpu_seconds": cpu,
+            "cpu_speedup": cpu_speedup(cpu, "ours", "langchain"),
             "max_abs_diff_vs_baseline": float(diff.max()),
         },
     )
@@ -152,12 +156,14 @@ def padded_embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
 
 def bench_trimmed(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
     """The text tower trimmed to each batch's longest caption against full padding."""
+    cpu: dict[str, list[float]] = {}
     seconds = alternate(
         {
             "trimmed": lambda: encoder.embed_texts(texts),
             "padded": lambda: padded_embed_texts(encoder, texts),
         },
         repeats,
+        cpu=cpu,
     )
     diff = np.abs(encoder.embed_texts(texts) - padded_embed_texts(encoder, texts)).max()
     lengths = (encoder.tokenizer(list(texts)) != 0).sum(dim=1)
@@ -170,6 +176,8 @@ def bench_trimmed(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
         details={
             "texts": len(texts),
             "seconds": seconds,
+            "cpu_seconds": cpu,
+            "cpu_speedup": cpu_speedup(cpu, "trimmed", "padded"),
             "max_tokens": int(lengths.max()),
             "median_tokens": float(lengths.float().median()),
             "max_abs_diff": float(diff),
@@ -241,7 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_table(figures))
     for f in figures:
         extra = {k: v for k, v in f.details.items() if k != "seconds"}
-        print(f"  {f.benchmark}: {extra}; median s {_medians(f.details['seconds'])}")
+        extra = {k: v for k, v in extra.items() if k != "cpu_seconds"}
+        cpu = f.details.get("cpu_seconds")
+        cpu_text = f"; median CPU s {_medians(cpu)}" if cpu else ""
+        print(f"  {f.benchmark}: {extra}; median s {_medians(f.details['seconds'])}{cpu_text}")
     write_json(
         bench_dir() / "encoder.json",
         {"machine": info, "figures": [f.as_dict() for f in figures]},

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import __main__ as suite
 from benchmarks import chroma_bench, encoder_bench, gpu
-from benchmarks._compare import Figure, alternate, markdown_table, percentile
+from benchmarks._compare import Figure, alternate, cpu_speedup, markdown_table, percentile
 from benchmarks.images import caption_texts, make_jpegs
 from clip_multimodal import CLIPEncoder
 from tests import model_builders as mb
@@ -159,9 +159,16 @@ def test_chroma_suite_runs_tiny(tiny: CLIPEncoder, bench_dir: Path) -> None:
 
 def test_alternate_rotates_who_goes_first() -> None:
     order: list[str] = []
-    seconds = alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
-    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating
-    assert all(len(v) == 3 for v in seconds.values())
+    cpu: dict[str, list[float]] = {}
+    runs = {"a": lambda: order.append("a"), "b": lambda: sum(range(200_000))}
+    seconds = alternate(runs, 3, cpu=cpu)
+    assert order == ["a", "a", "a", "a"]  # warm-up, then once per round
+    assert all(len(v) == 3 for v in seconds.values()) and all(len(v) == 3 for v in cpu.values())
+    assert cpu_speedup(cpu, "a", "b") is not None and cpu_speedup(cpu, "a", "b") > 1
+    assert cpu_speedup(cpu, "a", "missing") is None
+    names: list[str] = []
+    alternate({"a": lambda: names.append("a"), "b": lambda: names.append("b")}, 3)
+    assert names == ["a", "b", "a", "b", "b", "a", "a", "b"]  # rotating who goes first
 
 
 def test_percentile_and_table() -> None:
@@ -202,6 +209,7 @@ def test_suite_runner_writes_table_and_json(
     assert markdown.startswith("Machine: ")
     assert "| embed_images, files (CPU, ViT-B-32 fp32) |" in markdown
     assert "- broken: RuntimeError: boom" in markdown
+    assert "Work saved" in markdown  # CPU-time ratios, for shared machines
     data = json.loads((bench_dir / "results-smoke.json").read_text())
     assert data["machine"]["cores"] >= 1 and data["machine"]["torch"]
     assert data["suites"]["broken"]["error"] == "RuntimeError: boom"
