@@ -50,5 +50,7 @@ def run(data_dir: Path, model: str | None = None, k: int = 3) -> None:
 def _show(title: str, hits: Sequence[SearchHit], root: Path) -> None:
     print(title)
     for hit in hits:
-        uri = Path(hit.uri).relative_to(root) if hit.uri.startswith(str(root)) else hit.uri
+        uri = hit.uri or hit.id
+        if uri.startswith(str(root)):
+            uri = str(Path(uri).relative_to(root))
         print(f"    {hit.score:.3f}  {uri}")
