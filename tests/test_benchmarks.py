@@ -219,13 +219,44 @@ def test_suite_runner_writes_table_and_json(
 def test_gpu_script_smoke_path(tiny_dir: Path, bench_dir: Path) -> None:
     out = gpu.main(["--smoke", "--model", f"local-dir:{tiny_dir}"])
     assert out["device"] == "cpu"
+    for section in ("model_only", "naive", "pipeline", "chroma"):
+        assert "error" not in out[section], out[section]
     assert out["model_only"]["img_per_s"] > 0
-    assert out["pipeline"]["img_per_s"] > 0 and out["naive_img_per_s"] > 0
-    assert out["fidelity"]["cosine_min_vs_cpu_decode"] > 0.99
-    assert out["fidelity"]["max_abs_level"] <= 1
+    assert out["pipeline"]["img_per_s"] > 0 and out["naive"]["img_per_s"] > 0
+    assert out["pipeline"]["vs_naive"] > 0
+    assert out["pipeline"]["fidelity"]["cosine_min_vs_cpu_decode"] > 0.99
+    assert out["pipeline"]["fidelity"]["max_abs_level"] <= 1
+    assert set(out["goals"]) == {
+        "files→embeddings >= 8000 img/s",
+        "files→embeddings >= 300x naive",
+        "model-only MFU >= 0.35",
+        "files→Chroma >= 0.9x Chroma's own",
+    }
+    assert out["goals"]["model-only MFU >= 0.35"] is None  # no peak known for a CPU
     assert out["chroma"]["img_per_s"] > 0 and out["chroma"]["chroma_own_vectors_per_s"] > 0
     written = json.loads((bench_dir / "gpu-smoke.json").read_text())
     assert written["pipeline"]["batch_size"] == out["pipeline"]["batch_size"]
+
+
+def test_gpu_report_survives_a_failed_section() -> None:
+    def boom() -> dict[str, Any]:
+        raise RuntimeError("nvjpeg exploded")
+
+    failed = gpu.guarded("files→embeddings", boom)
+    assert failed == {"error": "RuntimeError: nvjpeg exploded"}
+    out = {
+        "model_only": {"img_per_s": 30000.0, "mfu": 0.3, "best_variant": "x", "best_batch": 8},
+        "naive": {"img_per_s": 27.0},
+        "pipeline": failed,
+        "chroma": {"skipped": "chromadb is not installed here"},
+    }
+    out["goals"] = gpu.goals(out)
+    assert out["goals"]["model-only MFU >= 0.35"] is False
+    assert out["goals"]["files→embeddings >= 8000 img/s"] is None
+    text = gpu.report(out)
+    assert "| model-only img/s (bf16, x, batch 8) | 30,000 |  |" in text
+    assert "pipeline: RuntimeError: nvjpeg exploded" in text
+    assert "chroma: chromadb is not installed here" in text
 
 
 def test_peak_table_matches_card_names() -> None:
