@@ -36,7 +36,7 @@ class Suite:
 def _encoder_suite(smoke: bool, encoder: Any) -> list[Figure]:
     from benchmarks import encoder_bench
 
-    sizes = (4, 8, 1) if smoke else (32, 128, 3)
+    sizes = (4, 8, 1) if smoke else (32, 64, 3)
     return encoder_bench.run(*sizes, encoder=encoder)
 
 
@@ -45,7 +45,7 @@ def _chroma_suite(smoke: bool, encoder: Any) -> list[Figure]:
 
     if smoke:
         return chroma_bench.run(4, 8, 1, queries=4, n_vectors=50, encoder=encoder)
-    return chroma_bench.run(32, 128, 3, queries=40, n_vectors=2_000, encoder=encoder)
+    return chroma_bench.run(32, 64, 3, queries=40, n_vectors=2_000, encoder=encoder)
 
 
 def _langchain_suite(smoke: bool, encoder: Any) -> list[Figure]:
