@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from clip_multimodal.server import schemas as s
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.inputs import Body, parse_body, read_images
-from clip_multimodal.server.service import Service, _local_file
+from clip_multimodal.server.service import Service, local_file
 
 __all__ = ["router"]
 
@@ -33,6 +33,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 _FILE = {"type": "string", "format": "binary"}
+
+
+class _NoFields(BaseModel):
+    """A multipart body that carries only files."""
 
 
 def _body_doc(model: type[BaseModel], form: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +77,7 @@ async def _one_image(request: Request, body: Body) -> bytes:
 
 
 def _href(hit_id: str, uri: str | None) -> str | None:
-    return f"/v1/images/{quote(hit_id, safe='')}" if _local_file(uri) is not None else None
+    return f"/v1/images/{quote(hit_id, safe='')}" if local_file(uri) is not None else None
 
 
 @router.get("/healthz", response_model=s.HealthResponse, tags=["meta"])
@@ -143,10 +147,6 @@ async def embed_image(request: Request) -> s.ImageEmbedResponse:
     return s.ImageEmbedResponse(
         model_id=service.encoder.model_id, dim=service.encoder.dim, embeddings=rows, errors=errors
     )
-
-
-class _NoFields(BaseModel):
-    """A multipart body that carries only files."""
 
 
 @router.post(

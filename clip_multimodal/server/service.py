@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from clip_multimodal.index import ImageIndex, IndexReport, SearchHit
     from clip_multimodal.types import Encoder
 
-__all__ = ["Service"]
+__all__ = ["Service", "local_file"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MAX_TEMPLATES = 100  # the OpenAI ensemble has 80
@@ -203,7 +203,7 @@ class Service:
         if not records:
             raise ApiError(404, f"no image with id {record_id!r} in the index")
         record = records[0]
-        path = _local_file(record.uri)
+        path = local_file(record.uri)
         if path is None:
             raise ApiError(404, f"image {record_id!r} has no local file to serve")
         mime = str(record.metadata.get("mime", ""))
@@ -260,7 +260,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def _local_file(uri: str | None) -> Path | None:
+def local_file(uri: str | None) -> Path | None:
+    """The absolute path of an existing regular file named by a record's URI, else None."""
     if not uri or _URL.match(uri) or uri.startswith("data:"):
         return None
     path = Path(uri)
