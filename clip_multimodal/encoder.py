@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
@@ -58,6 +59,9 @@ class CLIPEncoder:
         precision: `auto` (bf16/fp16 on GPU, fp32 on CPU), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (default 32 on CPU, 256 on GPU).
         num_workers: threads decoding and preprocessing images.
+        device_pipeline: decode JPEGs (nvJPEG) and preprocess on the model's device, with
+            reads, decoding, the model and writes overlapped (`clip_multimodal.gpu`).
+            Default: on for CUDA, off elsewhere.
 
     Every embedding is float32, shape (n, dim), L2-normalized. One encoder is safe to share
     between threads.
@@ -77,6 +81,7 @@ class CLIPEncoder:
         precision: Precision = "auto",
         batch_size: int | None = None,
         num_workers: int | None = None,
+        device_pipeline: bool | None = None,
     ) -> None:
         self.model_name = model_name
         self.pretrained = None if model_name.startswith(("local-dir:", "hf-hub:")) else pretrained
@@ -91,6 +96,8 @@ class CLIPEncoder:
         self._workers = num_workers or min(8, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._dim: int | None = None
+        wanted = self.device.type == "cuda" if device_pipeline is None else device_pipeline
+        self._device_pipeline: Any = _make_device_pipeline(self) if wanted else None
 
     def _load(self) -> tuple[Any, Callable[[Any], torch.Tensor], Any]:
         import open_clip
@@ -126,6 +133,16 @@ class CLIPEncoder:
     @property
     def context_length(self) -> int:
         return int(getattr(self.tokenizer, "context_length", 77))
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the image tower takes pixels in (bf16/fp16 on accelerators)."""
+        return self._input_dtype
+
+    @property
+    def uses_device_pipeline(self) -> bool:
+        """Whether images are decoded and preprocessed on the model's device."""
+        return self._device_pipeline is not None
 
     @property
     def trims_text_padding(self) -> bool:
@@ -168,6 +185,9 @@ class CLIPEncoder:
     def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
         """Embed what loads; report each failed input instead of raising."""
         images = list(images)
+        if self._device_pipeline is not None:
+            result: ImageEmbeddings = self._device_pipeline.embed(images)
+            return result
         vectors: list[np.ndarray] = []
         indices: list[int] = []
         errors: dict[int, ImageLoadError] = {}
@@ -214,6 +234,10 @@ class CLIPEncoder:
             return self.preprocess(image)
         except Exception as exc:  # a transform failing on one image must not sink the batch
             raise ImageLoadError(describe_source(source), f"preprocessing failed: {exc}") from exc
+
+    def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed a batch of already preprocessed pixels, shape (n, 3, H, W)."""
+        return self._forward_images(pixels)
 
     @torch.inference_mode()
     def _forward_images(self, pixels: torch.Tensor) -> np.ndarray:
@@ -274,6 +298,21 @@ class CLIPEncoder:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def _make_device_pipeline(encoder: CLIPEncoder) -> Any:
+    """The device pipeline, or None where the model's preprocessing can't be mirrored there."""
+    from clip_multimodal.gpu import GPUImagePipeline, UnsupportedPreprocessError
+
+    try:
+        return GPUImagePipeline(encoder)
+    except UnsupportedPreprocessError as exc:
+        warnings.warn(
+            f"device image pipeline off for {encoder.model_id}: {exc}; using CPU preprocessing",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -236,3 +236,22 @@ def test_classify_default_templates_are_openai_imagenet(demo_encoder: CLIPEncode
     prompts = [t("cat") for t in open_clip.OPENAI_IMAGENET_TEMPLATES]
     mean = demo_encoder.embed_texts(prompts).mean(axis=0)
     np.testing.assert_allclose(classes[0], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_device_pipeline_matches_the_reference_path(
+    demo_encoder: CLIPEncoder, tmp_path: Path
+) -> None:
+    """On CUDA the device pipeline is on by default; on the CPU it can be asked for."""
+    assert not demo_encoder.uses_device_pipeline
+    piped = CLIPEncoder(demo_encoder.model_name, device="cpu", device_pipeline=True)
+    assert piped.uses_device_pipeline
+    files = []
+    for i, image in enumerate(mode_images()[:4]):
+        path = tmp_path / f"img{i}.{'jpg' if i % 2 else 'png'}"
+        image.convert("RGB").save(path)
+        files.append(path)
+    result = piped.try_embed_images([*files, tmp_path / "missing.jpg"])
+    assert result.indices == [0, 1, 2, 3]
+    assert set(result.errors) == {4}
+    cos = (result.vectors * demo_encoder.embed_images(files)).sum(axis=1)
+    assert cos.min() > 0.9999

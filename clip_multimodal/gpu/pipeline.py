@@ -77,7 +77,7 @@ def fit_batch_size(encoder: CLIPEncoder, size: int, start: int = _START_BATCH) -
     while batch > 1:
         try:
             pixels = torch.zeros((batch, 3, size, size), device=encoder.device)
-            encoder._forward_images(pixels)
+            encoder.embed_pixels(pixels)
             return batch
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -156,7 +156,7 @@ class GPUImagePipeline:
         self.prefetch = prefetch
         self._batch_size = batch_size
         self._decoder = JpegDecoder(self.device)
-        self._dtype = encoder._input_dtype
+        self._dtype = encoder.input_dtype
         self._decode_lock = threading.Lock()  # one decode stage at a time owns the buffer
 
     @property
@@ -202,7 +202,7 @@ class GPUImagePipeline:
             else:
                 if self.device.type == "cuda":
                     item.pixels.record_stream(torch.cuda.current_stream(self.device))
-                vectors = self.encoder._forward_images(item.pixels)
+                vectors = self.encoder.embed_pixels(item.pixels)
             yield EmbeddedBatch(item.positions, vectors, item.errors, item.infos)
 
     def add_to_index(self, index: ImageIndex, sources: Sequence[ImageInput]) -> IndexReport:
