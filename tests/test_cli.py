@@ -137,7 +137,7 @@ def test_text_search_prints_hits_and_json(
     assert len(lines) == 3 and any(line.endswith(SEVEN) for line in lines), out
     code, out, _ = run(capsys, "search", "a handwritten seven", "-k", "3", "--json", *indexed)
     hits = json.loads(out)
-    assert [set(h) for h in hits] == [{"id", "uri", "score", "metadata"}] * 3
+    assert [set(h) for h in hits] == [{"id", "uri", "score", "metadata", "document"}] * 3
     assert any(h["uri"].endswith(SEVEN) for h in hits)
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 

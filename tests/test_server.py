@@ -367,3 +367,17 @@ def test_search_and_images_over_both_kinds_of_chroma(
         image = http.get(hits[0]["image_href"])
         assert image.content == (demo_images_dir / SEVEN).read_bytes()
         assert http.get("/healthz").json()["index_count"] == 16
+
+
+def test_hits_carry_the_document_and_no_href_without_a_file(
+    demo_encoder: Any, tmp_path: Path
+) -> None:
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    name = _name()
+    index = ImageIndex(demo_encoder, name, client=client)
+    index.add([png_bytes((200, 20, 20))], documents=["a red square, drawn by hand"])
+    settings = ServerSettings(collection=name, data_dir=tmp_path)
+    with TestClient(create_app(settings, encoder=demo_encoder, client=client)) as http:
+        hit = http.post("/v1/search", json={"text": "red", "k": 1}).json()["hits"][0]
+    assert hit["document"] == "a red square, drawn by hand"
+    assert hit["uri"] is None and hit["image_href"] is None

@@ -89,7 +89,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _hit_json(hit: SearchHit) -> dict[str, Any]:
-    return {"id": hit.id, "uri": hit.uri, "score": hit.score, "metadata": dict(hit.metadata)}
+    return {
+        "id": hit.id,
+        "uri": hit.uri,
+        "score": hit.score,
+        "metadata": dict(hit.metadata),
+        "document": hit.document,
+    }
 
 
 # -- classify -------------------------------------------------------------------------------

@@ -183,6 +183,7 @@ async def search(request: Request) -> s.SearchResponse:
                 uri=h.uri,
                 score=h.score,
                 metadata=dict(h.metadata),
+                document=h.document,
                 image_href=_href(h.id, h.uri),
             )
             for h in hits

@@ -110,6 +110,7 @@ class Hit(BaseModel):
     uri: str | None
     score: float = Field(description="cosine similarity, higher is better")
     metadata: dict[str, Any]
+    document: str | None = Field(default=None, description="the text stored with the record")
     image_href: str | None = Field(
         description="where GET serves the image (/v1/images/{id}); null without a local file"
     )
