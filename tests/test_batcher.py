@@ -11,6 +11,7 @@ import io
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_under_load_the_wait_window_gathers_requests_from_many_threads() -> None
         [f.result(5) for f in queued]
         assert encoder.calls[1] == ("embed_texts", 2)  # merged: now counts as under load
         barrier = threading.Barrier(8)
-        futures: list = [None] * 8
+        futures: list[Future[np.ndarray] | None] = [None] * 8
 
         def client(i: int) -> None:
             barrier.wait()
@@ -126,6 +127,7 @@ def test_under_load_the_wait_window_gathers_requests_from_many_threads() -> None
         for t in threads:
             t.join()
         for f in futures:
+            assert f is not None
             f.result(5)
     later = encoder.calls[2:]
     assert len(later) <= 2 and sum(n for _, n in later) == 8, later

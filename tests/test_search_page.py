@@ -105,9 +105,10 @@ def _open(page: Any, url: str) -> None:
 
 def _results(page: Any) -> list[dict[str, str]]:
     page.wait_for_selector("#results .result")
-    return page.eval_on_selector_all(
+    found: list[dict[str, str]] = page.eval_on_selector_all(
         "#results .result", "els => els.map(e => ({uri: e.dataset.uri, score: e.dataset.score}))"
     )
+    return found
 
 
 def _thumbnails_loaded(page: Any, n: int) -> None:
