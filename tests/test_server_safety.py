@@ -318,7 +318,7 @@ def test_binding_off_loopback_needs_a_token(host: str, loopback: bool) -> None:
 
 class SlowEncoder(FakeEncoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        time.sleep(0.6)
+        time.sleep(2.0)
         return super().embed_texts(texts)
 
 
@@ -327,6 +327,6 @@ def test_a_slow_request_gets_504(tmp_path: Path) -> None:
     with TestClient(create_app(settings, encoder=SlowEncoder())) as http:
         start = time.perf_counter()
         response = http.post("/v1/embed/text", json={"texts": ["slow"]})
-        assert time.perf_counter() - start < 0.55  # answered at the deadline, not after the work
+        assert time.perf_counter() - start < 1.5  # answered at the deadline, not after the work
         assert "0.2s" in _status(response, 504, "timeout")
         assert http.get("/healthz").status_code == 200
