@@ -193,6 +193,7 @@ def test_embedding_the_next_chunk_overlaps_writing_the_last(
             return super().try_embed_images(images)
 
     index = ImageIndex(TimedEncoder(), _name(), client=chroma_client, chunk_size=2)
+    index._write_size = 2  # one write per chunk
     real_write = index._write
 
     def slow_write(batch: Any) -> None:
@@ -219,6 +220,28 @@ def test_an_image_repeated_across_chunks_is_stored_once(chroma_client: Any) -> N
     assert (report.added, report.unchanged, report.embedded) == (4, 1, 4)
     assert report.ids[0] == report.ids[4]
     assert index.count() == 4
+
+
+def test_chunks_are_gathered_into_large_writes_and_copies_embed_once(
+    chroma_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = ImageIndex(FakeEncoder(), _name(), client=chroma_client, chunk_size=2)
+    sizes: list[int] = []
+    real_add = index.collection.add
+
+    def spy(**kwargs: Any) -> None:
+        sizes.append(len(kwargs["ids"]))
+        real_add(**kwargs)
+
+    monkeypatch.setattr(index.collection, "add", spy)
+    same = _png((9, 9, 9))
+    images = [same] + [_png((i * 20, 0, 0)) for i in range(8)] + [same]
+
+    report = index.add(images, ids=[f"id{i}" for i in range(10)])
+
+    assert sizes == [10]  # five chunks, one write
+    assert (report.added, report.embedded) == (10, 9)  # the copy in the last chunk reused
+    assert index.count() == 10
 
 
 def test_repeated_explicit_ids_are_refused(index: ImageIndex) -> None:

@@ -37,6 +37,7 @@ if kind == "embedded":
 else:
     host, port = target.rsplit(":", 1)
     index = ImageIndex(SlowEncoder(), name, host=host, port=int(port), chunk_size=4)
+index._write_every_s = 0.2  # write often, so the kill lands between writes
 index.index_folder(folder, progress=False, callback=lambda done, total: print(done, flush=True))
 print("finished", flush=True)
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from clip_multimodal import images
-from clip_multimodal.index._ingest import Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
 from clip_multimodal.index._records import (
     IndexRecord,
     IndexReport,
@@ -60,7 +61,8 @@ class ImageIndex:
         client: an existing Chroma client to use instead.
         host: a Chroma server's host (server mode, through `chromadb.HttpClient`).
         port: the server's port.
-        chunk_size: images embedded per chunk; one chunk is written while the next embeds.
+        chunk_size: images embedded per chunk. Finished chunks are gathered into writes of up
+            to 1,024 records or one second of work, written while the next chunks embed.
 
     Raises:
         IncompatibleIndexError: the collection was built with another model (nothing is
@@ -94,6 +96,10 @@ class ImageIndex:
         self.collection: Collection = open_collection(self.client, collection, encoder)
         self._chunk = chunk_size
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
+        # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
+        # time), so chunks are gathered into one write up to this size or this age.
+        self._write_size = min(self._max_batch, 1024)
+        self._write_every_s = 1.0
         self._store = LockedCollection(self.collection)  # every internal call goes through it
 
     def __repr__(self) -> str:
@@ -233,15 +239,24 @@ class ImageIndex:
         return out
 
     def _ingest(self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None) -> None:
-        seen: set[str] = set()
+        state = CallState()
+        pending, since = WriteBatch(), time.monotonic()
         with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as writer:
             for start in range(0, len(jobs), self._chunk):
                 chunk = jobs[start : start + self._chunk]
-                batch = ingest_chunk(chunk, self._store, self.encoder, report, seen)
-                if len(batch):
-                    writer.put(batch)
+                pending = pending.merged(
+                    ingest_chunk(chunk, self._store, self.encoder, report, state)
+                )
+                age = time.monotonic() - since
+                if len(pending) >= self._write_size or (
+                    len(pending) and age >= self._write_every_s
+                ):
+                    writer.put(pending)
+                    pending, since = WriteBatch(), time.monotonic()
                 if advance is not None:
                     advance(len(chunk))
+            if len(pending):
+                writer.put(pending)
 
     def _write(self, batch: WriteBatch) -> None:
         # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),

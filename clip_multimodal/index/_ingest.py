@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from clip_multimodal.index._store import LockedCollection
     from clip_multimodal.types import Encoder
 
-__all__ = ["Job", "WriteBatch", "ingest_chunk"]
+__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk"]
+
+_RECENT_VECTORS = 8192  # content vectors kept per call: 16 MiB at 512-d
 
 
 @dataclass
@@ -63,6 +65,24 @@ class WriteBatch:
 
 
 @dataclass
+class CallState:
+    """What one `add`/`index_folder` call remembers across its chunks.
+
+    Records of earlier chunks may still wait to be written, so the store cannot answer for
+    them: `seen` holds the ids already handled (a repeat is stored once, and no write holds
+    an id twice) and `vectors` the latest content vectors (a copy is not embedded again).
+    """
+
+    seen: set[str] = field(default_factory=set)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def remember(self, sha256: str, vector: np.ndarray) -> None:
+        self.vectors[sha256] = vector
+        if len(self.vectors) > _RECENT_VECTORS:
+            del self.vectors[next(iter(self.vectors))]  # the oldest
+
+
+@dataclass
 class _Ready:
     job: Job
     source: Source
@@ -76,13 +96,10 @@ def ingest_chunk(
     collection: LockedCollection,
     encoder: Encoder,
     report: IndexReport,
-    seen: set[str],
+    state: CallState,
 ) -> WriteBatch:
-    """Prepare one chunk's records and update `report`; the caller writes the batch.
-
-    `seen` holds the ids earlier chunks of the same call already handled (their writes
-    may still be queued): a repeat is stored once, and no write holds an id twice.
-    """
+    """Prepare one chunk's records and update `report`; the caller writes the batch."""
+    seen = state.seen
     ready = _read(jobs, report)
     stored = _stored_metadata(collection, [r.id for r in ready])
     batch = WriteBatch()
@@ -97,7 +114,7 @@ def ingest_chunk(
         else:
             to_embed.append(item)
         seen.add(item.id)
-    vectors = _vectors(to_embed, collection, encoder, report)
+    vectors = _vectors(to_embed, collection, encoder, report, state)
     for item in to_embed:
         vector = vectors.get(item.source.sha256)
         if vector is None:
@@ -149,12 +166,19 @@ def _same_metadata(item: _Ready) -> bool:
 
 
 def _vectors(
-    items: Sequence[_Ready], collection: LockedCollection, encoder: Encoder, report: IndexReport
+    items: Sequence[_Ready],
+    collection: LockedCollection,
+    encoder: Encoder,
+    report: IndexReport,
+    state: CallState,
 ) -> dict[str, np.ndarray]:
-    """sha256 -> vector: reused from any stored record with that content, else embedded."""
-    if not items:
-        return {}
-    vectors = _stored_vectors(collection, list({i.source.sha256 for i in items}))
+    """sha256 -> vector: reused from this call or any stored record with that content, else
+    embedded."""
+    hashes = {i.source.sha256 for i in items}
+    vectors = {h: state.vectors[h] for h in hashes if h in state.vectors}
+    missing = [h for h in hashes if h not in vectors]
+    if missing:
+        vectors.update(_stored_vectors(collection, missing))
     pending: dict[str, _Ready] = {}
     for item in items:
         if item.source.sha256 not in vectors:
@@ -170,6 +194,8 @@ def _vectors(
             exc = failed.get(item.source.sha256)
             if exc is not None:
                 report.failed.append(FailedItem(item.source.desc, exc.reason))
+    for sha, vector in vectors.items():
+        state.remember(sha, vector)
     return vectors
 
 
