@@ -13,9 +13,8 @@ from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
 from clip_multimodal.index import ImageIndex, SearchHit
-from langchain_clip_multimodal._documents import record_document
+from langchain_clip_multimodal._documents import TEXT, record_document
 from langchain_clip_multimodal._encoder import encoder_for
-from langchain_clip_multimodal._index_gaps import stored_texts, upsert_texts
 from langchain_clip_multimodal.embeddings import CLIPEmbeddings
 
 if TYPE_CHECKING:
@@ -180,7 +179,9 @@ class CLIPChroma(VectorStore):
         id_list = [i or str(uuid.uuid4()) for i in _aligned("ids", ids, n)]
         if n:
             vectors = self._embedding.embed_documents(texts)
-            upsert_texts(self._index, id_list, vectors, texts, metas)
+            self._index.add_embeddings(
+                vectors, id_list, metadatas=metas, documents=texts, modality=TEXT, replace=True
+            )
         return id_list
 
     def add_images(
@@ -314,8 +315,7 @@ class CLIPChroma(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The records with these ids, in the order asked; missing ids are left out."""
         records = self._index.get(list(ids))
-        texts = stored_texts(self._index, [r.id for r in records])
-        return [record_document(r.id, r.uri, r.metadata, texts.get(r.id)) for r in records]
+        return [record_document(r.id, r.uri, r.metadata, r.document) for r in records]
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id, or by metadata with `filter=...`; missing ids are ignored.
@@ -386,8 +386,7 @@ class CLIPChroma(VectorStore):
         return self._documents(hits)
 
     def _documents(self, hits: Sequence[SearchHit]) -> list[tuple[Document, float]]:
-        texts = stored_texts(self._index, [h.id for h in hits])
-        return [(record_document(h.id, h.uri, h.metadata, texts.get(h.id)), h.score) for h in hits]
+        return [(record_document(h.id, h.uri, h.metadata, h.document), h.score) for h in hits]
 
     def _clip_embeddings(self, what: str) -> None:
         if not isinstance(self._embedding, CLIPEmbeddings):
