@@ -1,38 +1,91 @@
-"""CLIP training: the loss, a reusable loop, `local-dir:` checkpoints, retrieval metrics.
+"""CLIP training: the loss, a reusable loop, `local-dir:` checkpoints, retrieval metrics, and
+the `clip-multimodal train` run (CSV data, two-stage schedule, DDP).
 
-Importing this package imports torch; the light parts of clip_multimodal never import it.
+Names load lazily, so `clip-multimodal train --help` and the CSV checks do not import torch;
+the modules themselves import it.
 """
 
 from __future__ import annotations
 
-from clip_multimodal.training.checkpoint import load_local_dir, save_local_dir
-from clip_multimodal.training.evaluate import precision_at_k, recall_at_k
-from clip_multimodal.training.loop import (
-    PairBatches,
-    TrainConfig,
-    cosine_lr,
-    make_optimizer,
-    seed_everything,
-    train,
-    train_epoch,
-    train_step,
-)
-from clip_multimodal.training.loss import MAX_LOGIT_SCALE, clamp_logit_scale, clip_loss
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "load_local_dir": "clip_multimodal.training.checkpoint",
+    "save_local_dir": "clip_multimodal.training.checkpoint",
+    "precision_at_k": "clip_multimodal.training.evaluate",
+    "recall_at_k": "clip_multimodal.training.evaluate",
+    "PairBatches": "clip_multimodal.training.loop",
+    "TrainConfig": "clip_multimodal.training.loop",
+    "cosine_lr": "clip_multimodal.training.loop",
+    "make_optimizer": "clip_multimodal.training.loop",
+    "seed_everything": "clip_multimodal.training.loop",
+    "train": "clip_multimodal.training.loop",
+    "train_epoch": "clip_multimodal.training.loop",
+    "train_step": "clip_multimodal.training.loop",
+    "MAX_LOGIT_SCALE": "clip_multimodal.training.loss",
+    "clamp_logit_scale": "clip_multimodal.training.loss",
+    "clip_loss": "clip_multimodal.training.loss",
+    "read_pairs": "clip_multimodal.training.csv_data",
+    "caption_recall": "clip_multimodal.training.metrics",
+    "StagePlan": "clip_multimodal.training.stages",
+    "TowerLocks": "clip_multimodal.training.stages",
+    "DataConfig": "clip_multimodal.training.runner",
+    "RunConfig": "clip_multimodal.training.runner",
+    "RunResult": "clip_multimodal.training.runner",
+    "run_training": "clip_multimodal.training.runner",
+}
 
 __all__ = [
     "MAX_LOGIT_SCALE",
+    "DataConfig",
     "PairBatches",
+    "RunConfig",
+    "RunResult",
+    "StagePlan",
+    "TowerLocks",
     "TrainConfig",
+    "caption_recall",
     "clamp_logit_scale",
     "clip_loss",
     "cosine_lr",
     "load_local_dir",
     "make_optimizer",
     "precision_at_k",
+    "read_pairs",
     "recall_at_k",
+    "run_training",
     "save_local_dir",
     "seed_everything",
     "train",
     "train_epoch",
     "train_step",
 ]
+
+if TYPE_CHECKING:
+    from clip_multimodal.training.checkpoint import load_local_dir, save_local_dir
+    from clip_multimodal.training.csv_data import read_pairs
+    from clip_multimodal.training.evaluate import precision_at_k, recall_at_k
+    from clip_multimodal.training.loop import (
+        PairBatches,
+        TrainConfig,
+        cosine_lr,
+        make_optimizer,
+        seed_everything,
+        train,
+        train_epoch,
+        train_step,
+    )
+    from clip_multimodal.training.loss import MAX_LOGIT_SCALE, clamp_logit_scale, clip_loss
+    from clip_multimodal.training.metrics import caption_recall
+    from clip_multimodal.training.runner import DataConfig, RunConfig, RunResult, run_training
+    from clip_multimodal.training.stages import StagePlan, TowerLocks
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clip_multimodal.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,84 @@
+"""Tiny models and CSVs for the training command's tests (plumbing; quality is tested by the
+examples on real data)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Two layers per tower, so partial locking has groups to leave unlocked.
+TINY_CFG: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread: the CPUs are shared, and more threads than free cores thrash."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def tiny_model_dir(out: Path, seed: int = 0) -> Path:
+    """A random tiny CLIP saved as an open_clip local-dir folder."""
+    import open_clip
+
+    from clip_multimodal.training import save_local_dir
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CFG)
+    return save_local_dir(model, TINY_CFG, {"size": 32}, out, "tiny")
+
+
+def write_arch(path: Path) -> Path:
+    path.write_text(json.dumps({"model_cfg": TINY_CFG, "preprocess_cfg": {"size": 32}}))
+    return path
+
+
+def write_shapes_csv(
+    folder: Path,
+    name: str,
+    n: int,
+    seed: int = 0,
+    sep: str = ",",
+    header: Sequence[str] = ("filepath", "title", "label"),
+    extra_rows: Sequence[Sequence[str]] = (),
+) -> Path:
+    """n shape images (PNG, in folder/images) with captions and labels, then `extra_rows`."""
+    from clip_multimodal.datasets import shapes_samples
+
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=sep)
+        writer.writerow(header)
+        for i, sample in enumerate(shapes_samples("train", n=n, seed=seed, size=32)):
+            file = f"images/{Path(name).stem}-{i:03d}.png"
+            sample.image.save(folder / file)
+            writer.writerow([file, sample.caption, sample.label.split()[-1]])
+        writer.writerows(extra_rows)
+    return path
+
+
+def state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "open_clip_model.safetensors"))
+
+
+def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str = "") -> float:
+    keys = [k for k in a if k.startswith(prefix)]
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in keys)
