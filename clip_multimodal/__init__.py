@@ -26,9 +26,11 @@ _EXPORTS = {
     "CLIPMultimodalError": "clip_multimodal.errors",
     "ImageLoadError": "clip_multimodal.errors",
     "IncompatibleIndexError": "clip_multimodal.errors",
+    "IndexNotFoundError": "clip_multimodal.errors",
     "IndexUnavailableError": "clip_multimodal.errors",
     "MissingDependencyError": "clip_multimodal.errors",
     "ModelNotAvailableError": "clip_multimodal.errors",
+    "ReadOnlyIndexError": "clip_multimodal.errors",
 }
 
 __all__ = [
@@ -43,10 +45,12 @@ __all__ = [
     "ImageInput",
     "ImageLoadError",
     "IncompatibleIndexError",
+    "IndexNotFoundError",
     "IndexReport",
     "IndexUnavailableError",
     "MissingDependencyError",
     "ModelNotAvailableError",
+    "ReadOnlyIndexError",
     "SearchHit",
     "__version__",
     "load_image",
@@ -59,9 +63,11 @@ if TYPE_CHECKING:
         CLIPMultimodalError,
         ImageLoadError,
         IncompatibleIndexError,
+        IndexNotFoundError,
         IndexUnavailableError,
         MissingDependencyError,
         ModelNotAvailableError,
+        ReadOnlyIndexError,
     )
     from clip_multimodal.images import load_image
     from clip_multimodal.index import ImageIndex, IndexReport, SearchHit

@@ -6,9 +6,11 @@ __all__ = [
     "CLIPMultimodalError",
     "ImageLoadError",
     "IncompatibleIndexError",
+    "IndexNotFoundError",
     "IndexUnavailableError",
     "MissingDependencyError",
     "ModelNotAvailableError",
+    "ReadOnlyIndexError",
 ]
 
 
@@ -40,6 +42,14 @@ class IncompatibleIndexError(CLIPMultimodalError):
 
 class IndexUnavailableError(CLIPMultimodalError):
     """The Chroma server or store cannot be reached."""
+
+
+class IndexNotFoundError(CLIPMultimodalError, LookupError):
+    """The collection asked for does not exist (opening read-only never creates one)."""
+
+
+class ReadOnlyIndexError(CLIPMultimodalError):
+    """A write (add, index_folder, delete) was asked of an index opened read-only."""
 
 
 class MissingDependencyError(CLIPMultimodalError, ImportError):

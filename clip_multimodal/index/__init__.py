@@ -1,7 +1,8 @@
 """The image index: one Chroma collection of image embeddings, synced with folders.
 
 `ImageIndex` is the entry point; the CLI, the server and the framework adapters sit on it.
-Scores are cosine similarity, higher is better.
+Scores are cosine similarity, higher is better. `ImageIndex.open_read_only` searches
+collections other tools wrote; `describe_collection` reports what a collection holds.
 """
 
 from clip_multimodal.index._index import ImageIndex
@@ -12,16 +13,18 @@ from clip_multimodal.index._records import (
     IndexReport,
     SearchHit,
 )
-from clip_multimodal.index._store import default_data_dir
+from clip_multimodal.index._store import CollectionInfo, default_data_dir, describe_collection
 from clip_multimodal.index._sync import DEFAULT_PATTERNS
 
 __all__ = [
     "DEFAULT_PATTERNS",
     "RESERVED_KEYS",
+    "CollectionInfo",
     "FailedItem",
     "ImageIndex",
     "IndexRecord",
     "IndexReport",
     "SearchHit",
     "default_data_dir",
+    "describe_collection",
 ]

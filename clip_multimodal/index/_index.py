@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from clip_multimodal import images
+from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
 from clip_multimodal.index._records import (
     IndexRecord,
@@ -26,7 +27,13 @@ from clip_multimodal.index._records import (
     uri_of,
 )
 from clip_multimodal.index._search import mmr_select
-from clip_multimodal.index._store import LockedCollection, make_client, open_collection
+from clip_multimodal.index._store import (
+    LockedCollection,
+    check_readable,
+    client_for,
+    get_existing,
+    open_collection,
+)
 from clip_multimodal.index._sync import DEFAULT_PATTERNS, file_id, plan_sync, scan_folder
 from clip_multimodal.index._writer import BackgroundWriter
 from clip_multimodal.types import ImageInput
@@ -44,6 +51,10 @@ Where = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 Advance = Callable[[int], None]
 
+#: Default chunk bounds: at least 64 images (each chunk pays two store lookups), at most 512
+#: (a chunk's images are held in memory as read, before the model decodes them).
+_MIN_CHUNK, _MAX_CHUNK = 64, 512
+
 
 class ImageIndex:
     """One Chroma collection of image embeddings, kept in sync with folders and searched by
@@ -54,6 +65,13 @@ class ImageIndex:
     higher is better. The collection records the encoder's `model_id` and `dim`, and refuses
     another model. One index is safe to use from several threads.
 
+    `ImageIndex(...)` creates the collection or opens one it wrote. To search a collection
+    written by another tool (Chroma's own embedding function, LlamaIndex's
+    `ChromaVectorStore`), use `ImageIndex.open_read_only(encoder, collection, ...)`: it
+    checks the stored vectors' dimension instead of a recorded model, reads the collection's
+    distance space to score hits, never changes the collection, and refuses writes with
+    `ReadOnlyIndexError`.
+
     Args:
         encoder: the model, e.g. `CLIPEncoder(...)` (anything implementing `Encoder`).
         collection: the Chroma collection name.
@@ -61,8 +79,10 @@ class ImageIndex:
         client: an existing Chroma client to use instead.
         host: a Chroma server's host (server mode, through `chromadb.HttpClient`).
         port: the server's port.
-        chunk_size: images embedded per chunk. Finished chunks are gathered into writes of up
-            to 1,024 records or one second of work, written while the next chunks embed.
+        chunk_size: images read and embedded per chunk; by default the encoder's
+            `batch_size`, within 64 to 512 (so larger on GPU). Finished chunks are gathered
+            into writes of up to 1,024 records or one second of work, written while the next
+            chunks embed.
 
     Raises:
         IncompatibleIndexError: the collection was built with another model (nothing is
@@ -84,26 +104,112 @@ class ImageIndex:
         client: ClientAPI | None = None,
         host: str | None = None,
         port: int | None = None,
-        chunk_size: int = 64,
+        chunk_size: int | None = None,
     ) -> None:
-        if client is not None and (path is not None or host is not None or port is not None):
-            raise ValueError("pass client, or path, or host/port: not several of them")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        self.encoder = encoder
-        self.name = collection
-        self.client = client if client is not None else make_client(path, host, port)
-        self.collection: Collection = open_collection(self.client, collection, encoder)
-        self._chunk = chunk_size
-        self._max_batch = max(1, int(self.client.get_max_batch_size()))
+        chunk = _chunk_size(encoder, chunk_size)
+        chroma = client_for(client, path, host, port)
+        self._attach(encoder, chroma, open_collection(chroma, collection, encoder), "cosine")
+        self._chunk = chunk
+        self._max_batch = max(1, int(chroma.get_max_batch_size()))
         # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
         # time), so chunks are gathered into one write up to this size or this age.
         self._write_size = min(self._max_batch, 1024)
+
+    @classmethod
+    def open_read_only(
+        cls,
+        encoder: Encoder,
+        collection: str | Collection,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        client: ClientAPI | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> ImageIndex:
+        """Open an existing collection to search it, whoever wrote it; never write to it.
+
+        For collections that clip-multimodal did not write: Chroma's native embedding
+        function (`uris`, no documents) or LlamaIndex's `ChromaVectorStore` (the node as
+        `_node_content` metadata). Hits carry each record's raw metadata and document; their
+        `uri` is Chroma's `uris` field, else the `uri` metadata key, else None. Scores are
+        cosine similarity whatever the collection's space (l2, Chroma's default when none is
+        recorded, ip or cosine), exact for unit vectors. Nothing about the collection changes:
+        `add`, `add_embeddings`, `index_folder` and `delete` raise `ReadOnlyIndexError`.
+
+        Args:
+            encoder: the model that wrote the collection's vectors.
+            collection: the collection's name, or a Chroma `Collection` object (which brings
+                its own client: then pass no location).
+            path: an embedded Chroma's folder (default: `default_data_dir()/chroma`).
+            client: an existing Chroma client to use instead.
+            host: a Chroma server's host.
+            port: the server's port.
+
+        Raises:
+            IncompatibleIndexError: the collection records another model, or (recording
+                none) holds vectors of another dimension than `encoder.dim`, or uses a
+                distance space other than cosine, ip and l2. An empty collection that records
+                no model is accepted.
+            IndexNotFoundError: there is no collection of that name.
+            IndexUnavailableError: the Chroma server at host:port cannot be reached.
+
+        Example:
+            >>> index = ImageIndex.open_read_only(CLIPEncoder(), "llama_images", "./chroma")
+            >>> index.search("a dog on a beach", k=3)
+        """
+        chroma: ClientAPI | None = None
+        if isinstance(collection, str):
+            chroma = client_for(client, path, host, port)
+            found = get_existing(chroma, collection)
+        else:
+            if client is not None or path is not None or host is not None or port is not None:
+                raise ValueError(
+                    "a Chroma Collection brings its own client: pass no path, client, host or port"
+                )
+            found = collection
+        space = check_readable(found, encoder)
+        index = cls.__new__(cls)
+        index._attach(encoder, chroma, found, space, read_only=True)
+        return index
+
+    def _attach(
+        self,
+        encoder: Encoder,
+        client: ClientAPI | None,
+        collection: Collection,
+        space: str,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        self.encoder = encoder
+        self.name: str = collection.name
+        self.client: ClientAPI | None = client  # None when opened from a Collection object
+        self.collection: Collection = collection
+        #: The collection's distance space; hits are converted to cosine similarity from it.
+        self.space = space
+        self._read_only = read_only
+        self._chunk = _MIN_CHUNK
+        self._max_batch = 1
+        self._write_size = 1
         self._write_every_s = 1.0
-        self._store = LockedCollection(self.collection)  # every internal call goes through it
+        self._store = LockedCollection(collection)  # every internal call goes through it
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with `open_read_only`: every write raises ReadOnlyIndexError."""
+        return self._read_only
 
     def __repr__(self) -> str:
-        return f"ImageIndex({self.name!r}, model={self.encoder.model_id!r})"
+        mode = ", read_only=True" if self._read_only else ""
+        return f"ImageIndex({self.name!r}, model={self.encoder.model_id!r}{mode})"
+
+    def _check_writable(self, operation: str) -> None:
+        if self._read_only:
+            raise ReadOnlyIndexError(
+                f"cannot {operation} collection {self.name!r}: it was opened read-only "
+                "(ImageIndex.open_read_only), so it stays as the tool that wrote it left it. "
+                "Write with that tool, or build a collection of your own with ImageIndex(...)."
+            )
 
     # -- adding -------------------------------------------------------------------------
 
@@ -127,6 +233,7 @@ class ImageIndex:
             An IndexReport; `ids` gives each input's record id (None where it failed), and
             `failed` each input that could not be read or decoded, with the reason.
         """
+        self._check_writable("add to")
         sources = _as_list(sources)
         n = len(sources)
         metas = _aligned("metadatas", metadatas, n)
@@ -166,6 +273,7 @@ class ImageIndex:
             replace: overwrite records with the same ids; by default they are left as
                 they are.
         """
+        self._check_writable("add to")
         vectors = self._check_vectors(embeddings, len(ids))
         n = len(ids)
         uri_list = _aligned("uris", uris, n)
@@ -208,6 +316,7 @@ class ImageIndex:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
             reason) and embedded (how many images went through the model).
         """
+        self._check_writable("sync a folder into")
         root = Path(path).expanduser().absolute()
         if not root.is_dir():
             raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
@@ -261,6 +370,7 @@ class ImageIndex:
     def _write(self, batch: WriteBatch) -> None:
         # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),
         # changed ones upsert, touched ones update metadata only.
+        self._check_writable("write to")
         with self._store.lock:
             for rows, method in (
                 (batch.new, self._store.add),
@@ -314,7 +424,8 @@ class ImageIndex:
             query_type: "auto", or force "text" or "image".
 
         Returns:
-            SearchHits; `score` is cosine similarity (1 - Chroma's cosine distance).
+            SearchHits; `score` is cosine similarity (from Chroma's distance, by the
+            collection's space).
         """
         return self.search_by_vector(self.embed_query(query, query_type), k, where, where_document)
 
@@ -335,7 +446,7 @@ class ImageIndex:
             where_document=dict(where_document) if where_document else None,
             include=["metadatas", "distances", "uris", "documents"],
         )
-        return hits_from_query(result)
+        return hits_from_query(result, self.space)
 
     def max_marginal_relevance(
         self,
@@ -380,7 +491,7 @@ class ImageIndex:
             where_document=dict(where_document) if where_document else None,
             include=["metadatas", "distances", "uris", "documents", "embeddings"],
         )
-        hits = hits_from_query(result)
+        hits = hits_from_query(result, self.space)
         if not hits:
             return []
         candidates = np.asarray(result["embeddings"][0], dtype=np.float32)
@@ -413,6 +524,7 @@ class ImageIndex:
 
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
         """Delete records by id, by metadata filter, or both (records matching both)."""
+        self._check_writable("delete from")
         if ids is None and where is None:
             raise ValueError("pass ids or where; to delete everything, drop the collection")
         if isinstance(ids, str):
@@ -438,6 +550,16 @@ class ImageIndex:
             )
         norms = np.linalg.norm(array, axis=1, keepdims=True)
         return np.asarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _chunk_size(encoder: Encoder, chunk_size: int | None) -> int:
+    if chunk_size is None:
+        # Follow the encoder's batch: on GPU (256 and more) larger chunks keep the model fed.
+        batch = getattr(encoder, "batch_size", _MIN_CHUNK)
+        return min(max(int(batch), _MIN_CHUNK), _MAX_CHUNK)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    return chunk_size
 
 
 def _is_text_query(query: object, query_type: QueryType) -> bool:

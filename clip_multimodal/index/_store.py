@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clip_multimodal.errors import IncompatibleIndexError, IndexUnavailableError
+from clip_multimodal.errors import (
+    IncompatibleIndexError,
+    IndexNotFoundError,
+    IndexUnavailableError,
+)
+from clip_multimodal.index._records import SPACES
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -19,8 +26,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DIM_KEY",
     "MODEL_ID_KEY",
+    "CollectionInfo",
     "LockedCollection",
+    "check_readable",
+    "client_for",
+    "collection_space",
     "default_data_dir",
+    "describe_collection",
+    "get_existing",
     "make_client",
     "open_collection",
 ]
@@ -79,6 +92,20 @@ def make_client(
         ) from exc
 
 
+def client_for(
+    client: ClientAPI | None,
+    path: str | os.PathLike[str] | None,
+    host: str | None,
+    port: int | None,
+) -> ClientAPI:
+    """The client given, or one made from path or host/port (never both kinds of location)."""
+    if client is None:
+        return make_client(path, host, port)
+    if path is not None or host is not None or port is not None:
+        raise ValueError("pass client, or path, or host/port: not several of them")
+    return client
+
+
 def open_collection(client: ClientAPI, name: str, encoder: Encoder) -> Collection:
     """Get or create the collection and check that it was built with this encoder.
 
@@ -121,14 +148,144 @@ def _adopt(collection: Collection, name: str, model_id: str, dim: int) -> Collec
 
 
 def _check_space(collection: Collection, name: str) -> None:
-    config = collection.configuration or {}
-    index_config = config.get("hnsw") or config.get("spann") or {}
-    space = index_config.get("space", "cosine")
+    space = collection_space(collection, default="cosine")
     if space != "cosine":
         raise IncompatibleIndexError(
             f"collection {name!r} uses the {space!r} distance; CLIP scores need 'cosine'. "
             "Use a new collection name for this index."
         )
+
+
+def collection_space(collection: Collection, default: str) -> str:
+    """The collection's distance space: its configuration, else the legacy `hnsw:space`
+    metadata, else `default`.
+
+    Read from the raw configuration JSON: `collection.configuration` rebuilds the recorded
+    embedding function, which fails for functions this process has not registered.
+    """
+    config: Mapping[str, Any] = collection.configuration_json or {}
+    index_config = config.get("hnsw") or config.get("spann") or {}
+    space = index_config.get("space") or (collection.metadata or {}).get("hnsw:space")
+    return str(space or default)
+
+
+def get_existing(client: ClientAPI, name: str) -> Collection:
+    """The named collection as it is, without its embedding function; never creates one.
+
+    Raises:
+        IndexNotFoundError: there is no collection of that name.
+    """
+    from chromadb.errors import NotFoundError
+
+    try:
+        # No embedding function: the index only queries by vector, and rebuilding a recorded
+        # function could load a model or need a package this process lacks.
+        return client.get_collection(name, embedding_function=None)
+    except NotFoundError as exc:
+        raise IndexNotFoundError(
+            f"there is no collection named {name!r} in this Chroma; check the name and the "
+            "location (path, or host and port), or build it first"
+        ) from exc
+
+
+def check_readable(collection: Collection, encoder: Encoder) -> str:
+    """Check that the encoder can search a collection opened read-only; return its space.
+
+    A collection that records a model must record this encoder's. One that records none (made
+    by Chroma's own embedding function or another tool) must hold vectors of the encoder's
+    dimension; its space defaults to Chroma's `l2` when none is recorded.
+
+    Raises:
+        IncompatibleIndexError: another model, another dimension, or an unknown space.
+    """
+    name, model_id, dim = collection.name, encoder.model_id, int(encoder.dim)
+    meta = collection.metadata or {}
+    built_id = meta.get(MODEL_ID_KEY)
+    if built_id is not None and built_id != model_id:
+        raise IncompatibleIndexError(
+            f"collection {name!r} was built with model {built_id} (dim {meta.get(DIM_KEY)}); "
+            f"you offered model {model_id} (dim {dim}). Read it with the model that wrote it."
+        )
+    stored = None if built_id is not None else _stored_dim(collection)
+    if stored is not None and stored != dim:
+        raise IncompatibleIndexError(
+            f"collection {name!r} holds vectors of dim {stored}; model {model_id} makes dim "
+            f"{dim}. Read it with the model that wrote it."
+        )
+    space = collection_space(collection, default="l2" if built_id is None else "cosine")
+    if space not in SPACES:
+        raise IncompatibleIndexError(
+            f"collection {name!r} uses the {space!r} distance, which clip-multimodal cannot "
+            f"turn into cosine similarity (it knows {', '.join(SPACES)})"
+        )
+    return space
+
+
+def _stored_dim(collection: Collection) -> int | None:
+    """The dimension of one stored vector; None for an empty collection."""
+    sample = collection.get(limit=1, include=["embeddings"])
+    embeddings = sample.get("embeddings")
+    if embeddings is None or len(embeddings) == 0:
+        return None
+    return len(embeddings[0])
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a Chroma collection holds, as `describe_collection` reports it.
+
+    Attributes:
+        name: the collection name.
+        count: how many records it holds.
+        model_id: the model clip-multimodal recorded on it; None for a collection that
+            clip-multimodal did not write.
+        dim: the recorded dimension, else a stored vector's; None for an empty foreign one.
+        space: the distance space (cosine, ip or l2).
+    """
+
+    name: str
+    count: int
+    model_id: str | None
+    dim: int | None
+    space: str
+
+
+def describe_collection(
+    collection: str,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    client: ClientAPI | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> CollectionInfo | None:
+    """Describe a collection without opening it as an index (no model needed, nothing written).
+
+    Args:
+        collection: the collection name.
+        path: an embedded Chroma's folder (default: `default_data_dir()/chroma`).
+        client: an existing Chroma client to use instead.
+        host: a Chroma server's host.
+        port: the server's port.
+
+    Returns:
+        A CollectionInfo, or None when there is no collection of that name.
+
+    Raises:
+        IndexUnavailableError: the Chroma server at host:port cannot be reached.
+    """
+    client = client_for(client, path, host, port)
+    try:
+        found = get_existing(client, collection)
+    except IndexNotFoundError:
+        return None
+    meta = found.metadata or {}
+    model_id = meta.get(MODEL_ID_KEY)
+    recorded_dim = meta.get(DIM_KEY)
+    dim = int(recorded_dim) if isinstance(recorded_dim, int) else _stored_dim(found)
+    space = collection_space(found, default="l2" if model_id is None else "cosine")
+    return CollectionInfo(
+        collection, found.count(), str(model_id) if model_id else None, dim, space
+    )
 
 
 class LockedCollection:
