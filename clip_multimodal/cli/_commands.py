@@ -159,23 +159,20 @@ def _print_classes(
 
 
 def _collection_info(args: argparse.Namespace) -> dict[str, Any]:
-    from chromadb.errors import NotFoundError
-
-    from clip_multimodal.index._store import DIM_KEY, MODEL_ID_KEY, make_client
+    from clip_multimodal.index import describe_collection
 
     where = chroma_location(args)
-    client = make_client(where.get("path"), where.get("host"), where.get("port"))
-    try:
-        collection = client.get_collection(args.collection)
-    except NotFoundError:
+    found = describe_collection(
+        args.collection, where.get("path"), host=where.get("host"), port=where.get("port")
+    )
+    if found is None:
         return {"name": args.collection, "exists": False}
-    meta = collection.metadata or {}
     return {
         "name": args.collection,
         "exists": True,
-        "count": collection.count(),
-        "model_id": meta.get(MODEL_ID_KEY),
-        "dim": meta.get(DIM_KEY),
+        "count": found.count,
+        "model_id": found.model_id,
+        "dim": found.dim,
     }
 
 
