@@ -17,18 +17,14 @@ from llama_index.embeddings.clip_multimodal.base import (
     ImageLike,
     to_image_input,
 )
-from llama_index.retrievers.clip_multimodal._sources import (
-    CollectionSource,
-    ImageSource,
-    IndexSource,
-    hit_to_node,
-)
+from llama_index.retrievers.clip_multimodal._nodes import hit_to_node
 from llama_index.retrievers.clip_multimodal.filters import to_chroma_where
+
+from clip_multimodal.index import ImageIndex
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-    from clip_multimodal.index import ImageIndex
     from clip_multimodal.types import Encoder
 
 __all__ = ["CLIPImageRetriever"]
@@ -44,9 +40,10 @@ class CLIPImageRetriever(MultiModalRetriever):
     image search itself, as a Chroma `where`.
 
     It reads collections written by (a) clip-multimodal's `ImageIndex` (pass `index`), and,
-    read-only, by (b) Chroma's native embedding function (`uris`, no documents) or (c)
-    LlamaIndex's `ChromaVectorStore` (pass `collection` and `embed_model`, or use
-    `from_collection`).
+    read-only through `ImageIndex.open_read_only`, by (b) Chroma's native embedding function
+    (`uris`, no documents) or (c) LlamaIndex's `ChromaVectorStore` (pass `collection` and
+    `embed_model`, or use `from_collection`). Scores are cosine similarity whatever the
+    collection's distance space.
 
     Instantiate:
         .. code-block:: python
@@ -77,7 +74,8 @@ class CLIPImageRetriever(MultiModalRetriever):
         callback_manager: LlamaIndex callbacks.
 
     Raises:
-        IncompatibleIndexError: the collection was written by another model.
+        IncompatibleIndexError: the collection was written by another model (or holds
+            vectors of another dimension).
         ValueError: both or neither of `index` and `collection`; `collection` without
             `embed_model`.
     """
@@ -101,13 +99,11 @@ class CLIPImageRetriever(MultiModalRetriever):
                 f"image_similarity_top_k must be at least 1, not {image_similarity_top_k}"
             )
         self._encoder = _pick_encoder(index, embed_model)
-        self._source: ImageSource
+        self._index: ImageIndex
         if index is not None:
-            self._source = IndexSource(index)
+            self._index = index
         elif collection is not None:
-            self._source = CollectionSource(
-                collection, self._encoder.model_id, int(self._encoder.dim)
-            )
+            self._index = ImageIndex.open_read_only(self._encoder, collection)
         self.image_similarity_top_k = image_similarity_top_k
         self.filters = filters
         self._where = to_chroma_where(filters)  # fail fast on an unsupported operator
@@ -124,7 +120,7 @@ class CLIPImageRetriever(MultiModalRetriever):
         """A retriever over any Chroma collection of CLIP image vectors, read-only.
 
         For collections written by Chroma's native embedding function or by
-        `ChromaVectorStore`, which `ImageIndex` does not adopt.
+        `ChromaVectorStore`: opened with `ImageIndex.open_read_only`, never written.
         """
         return cls(collection=collection, embed_model=embed_model, **kwargs)
 
@@ -132,6 +128,11 @@ class CLIPImageRetriever(MultiModalRetriever):
     def encoder(self) -> Encoder:
         """The model that embeds queries."""
         return self._encoder
+
+    @property
+    def index(self) -> ImageIndex:
+        """The index searched: the one given, or the collection opened read-only."""
+        return self._index
 
     # -- text -> text -------------------------------------------------------------------
 
@@ -203,8 +204,8 @@ class CLIPImageRetriever(MultiModalRetriever):
     def _search(self, vector: np.ndarray) -> list[NodeWithScore]:
         norm = float(np.linalg.norm(vector))
         unit = np.asarray(vector / max(norm, 1e-12), dtype=np.float32)
-        hits = self._source.search(unit, self.image_similarity_top_k, self._where)
-        name = self._source.name
+        hits = self._index.search_by_vector(unit, self.image_similarity_top_k, self._where)
+        name = self._index.name
         return [NodeWithScore(node=hit_to_node(hit, name), score=hit.score) for hit in hits]
 
 

@@ -1,0 +1,67 @@
+"""How a search hit becomes an ImageNode: the one piece of LlamaIndex knowledge the core lacks.
+
+The retriever searches through clip-multimodal's `ImageIndex` for all three kinds of Chroma
+collection holding CLIP image vectors:
+(a) `ImageIndex`'s own (metadata `uri`, mime, width, ...);
+(b) Chroma's native embedding function (`uris` only: no documents, maybe no metadata);
+(c) LlamaIndex's `ChromaVectorStore` (metadata `_node_content`: the serialized node).
+(b) and (c) are opened with `ImageIndex.open_read_only`; hits carry the raw metadata and
+document, and (c)'s node is rebuilt from them here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from llama_index.core.schema import ImageNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+from clip_multimodal.errors import IncompatibleIndexError
+
+if TYPE_CHECKING:
+    from clip_multimodal.index import SearchHit
+
+__all__ = ["hit_to_node"]
+
+_NODE_CONTENT = "_node_content"
+
+
+def hit_to_node(hit: SearchHit, collection: str) -> ImageNode:
+    """An ImageNode for a hit: the stored node where LlamaIndex wrote one, else built from the URI.
+
+    Raises:
+        IncompatibleIndexError: the record is a LlamaIndex node that is not an image (the
+            retriever was pointed at a text collection).
+    """
+    metadata = dict(hit.metadata)
+    if _NODE_CONTENT in metadata:
+        node = metadata_dict_to_node(metadata, text=hit.document)
+        if not isinstance(node, ImageNode):
+            raise IncompatibleIndexError(
+                f"record {hit.id!r} of collection {collection!r} is a {type(node).__name__}, "
+                "not an image; point the image retriever at the image collection"
+            )
+        return node
+    local, url = _split_uri(hit.uri)
+    mime = metadata.get("mime")
+    return ImageNode(
+        id_=hit.id,
+        text=hit.document or "",
+        image_path=local,
+        image_url=url,
+        image_mimetype=mime if isinstance(mime, str) else None,
+        metadata=metadata,
+    )
+
+
+def _split_uri(uri: str | None) -> tuple[str | None, str | None]:
+    """(image_path, image_url): http(s) and data: URIs are URLs, file:// and the rest paths."""
+    if not uri:
+        return None, None
+    scheme = urlparse(uri).scheme.lower()
+    if scheme in ("http", "https", "data"):
+        return None, uri
+    if scheme == "file":
+        return unquote(urlparse(uri).path), None
+    return uri, None
