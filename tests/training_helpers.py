@@ -82,3 +82,52 @@ def state_dict(folder: Path) -> dict[str, torch.Tensor]:
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str = "") -> float:
     keys = [k for k in a if k.startswith(prefix)]
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in keys)
+
+
+def global_batch(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch of random images and token rows for the tiny model."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 3, 32, 32, generator=generator)
+    tokens = torch.randint(1, 4000, (n, 16), generator=generator)
+    return images, tokens
+
+
+def tiny_model(seed: int = 0) -> Any:
+    import open_clip
+
+    torch.manual_seed(seed)
+    return open_clip.CLIP(**TINY_CFG)
+
+
+def gradients(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def ddp_gradient_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank of a gloo group on loopback: its slice of `global_batch`, one backward through
+    the gathered loss inside DDP, then the (averaged) gradients saved to out/rank<r>.pt."""
+    import os
+
+    import torch.distributed as dist
+
+    from clip_multimodal.training.distributed import (
+        DistEnv,
+        gathered_clip_loss,
+        wrap_for_training,
+    )
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        env = DistEnv(rank, world, rank, torch.device("cpu"), "gloo")
+        model = tiny_model()
+        forward = wrap_for_training(model, env)
+        images, tokens = global_batch()
+        rows = slice(rank * len(images) // world, (rank + 1) * len(images) // world)
+        image_f, text_f, scale = forward(images[rows], tokens[rows])
+        loss = gathered_clip_loss(image_f, text_f, scale, env)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "grads": gradients(model)}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
