@@ -20,6 +20,7 @@ _EXPORTS = {
     "FakeEncoder": "clip_multimodal.testing",
     "load_image": "clip_multimodal.images",
     "DEMO_MODEL": "clip_multimodal.models",
+    "DEMO_MODEL_NAME": "clip_multimodal.models",
     "Encoder": "clip_multimodal.types",
     "ImageEmbeddings": "clip_multimodal.types",
     "ImageInput": "clip_multimodal.types",
@@ -35,6 +36,7 @@ _EXPORTS = {
 
 __all__ = [
     "DEMO_MODEL",
+    "DEMO_MODEL_NAME",
     "CLIPEmbeddingFunction",
     "CLIPEncoder",
     "CLIPMultimodalError",
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     )
     from clip_multimodal.images import load_image
     from clip_multimodal.index import ImageIndex, IndexReport, SearchHit
-    from clip_multimodal.models import DEMO_MODEL
+    from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_NAME
     from clip_multimodal.testing import FakeEncoder
     from clip_multimodal.types import Encoder, ImageEmbeddings, ImageInput
 

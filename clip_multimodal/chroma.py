@@ -34,6 +34,7 @@ from chromadb.api.types import (
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from clip_multimodal.images import load_image
+from clip_multimodal.models import DEMO_MODEL_NAME, portable_model_name
 
 if TYPE_CHECKING:
     from clip_multimodal.encoder import CLIPEncoder
@@ -63,7 +64,9 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
     """Embeds texts and images for Chroma with a CLIP model, in batches.
 
     Args:
-        model_name: an open_clip architecture, `hf-hub:org/repo` or `local-dir:PATH`.
+        model_name: an open_clip architecture, `hf-hub:org/repo`, `local-dir:PATH` or
+            `clip-multimodal-demo` (the bundled demo model, recorded by that name rather than
+            its install path, so a collection reopens after the package moves).
         pretrained: the pretrained tag or weights file for an architecture name.
         device: `auto`, `cpu`, `cuda`, ... (recorded in the collection's config).
         encoder: an already loaded `CLIPEncoder` to use; the config then records its model
@@ -85,6 +88,10 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
             model_name = str(encoder.model_name)
             pretrained = encoder.pretrained
             device = device if device != "auto" else str(encoder.device)
+        if portable_model_name(model_name) == DEMO_MODEL_NAME:
+            # Recorded by its alias, not its install path; a model folder takes no tag.
+            model_name, pretrained = DEMO_MODEL_NAME, None
+        if encoder is not None:
             with _ENCODERS_LOCK:
                 _ENCODERS.setdefault((model_name, pretrained, device), encoder)
         self.model_name = model_name

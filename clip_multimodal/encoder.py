@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import describe_source, load_image
-from clip_multimodal.models import resolve_model
+from clip_multimodal.models import DEMO_MODEL_NAME, resolve_model
 from clip_multimodal.text import TextTower, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput
 
@@ -52,8 +52,9 @@ class CLIPEncoder:
     """Embeds texts and images with an open_clip model.
 
     Args:
-        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`, or
-            `local-dir:PATH` (a folder with open_clip_config.json and weights).
+        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
+            `local-dir:PATH` (a folder with open_clip_config.json and weights), or
+            `clip-multimodal-demo` (the bundled demo model).
         pretrained: for an architecture name, a pretrained tag or a local weights file.
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on GPU, fp32 on CPU), `fp32`, `fp16` or `bf16`.
@@ -84,7 +85,8 @@ class CLIPEncoder:
         device_pipeline: bool | None = None,
     ) -> None:
         self.model_name = model_name
-        self.pretrained = None if model_name.startswith(("local-dir:", "hf-hub:")) else pretrained
+        whole = model_name.startswith(("local-dir:", "hf-hub:"))  # a folder: no tag applies
+        self.pretrained = None if whole or model_name == DEMO_MODEL_NAME else pretrained
         self.device = pick_device(device)
         self.precision = pick_precision(precision, self.device)
         self.batch_size = batch_size or (32 if self.device.type == "cpu" else 256)

@@ -22,12 +22,23 @@ from urllib.parse import urlparse
 
 from clip_multimodal.errors import ModelNotAvailableError
 
-__all__ = ["DEMO_MODEL", "DEMO_MODEL_DIR", "ResolvedModel", "resolve_model", "weights_sha256"]
+__all__ = [
+    "DEMO_MODEL",
+    "DEMO_MODEL_DIR",
+    "DEMO_MODEL_NAME",
+    "ResolvedModel",
+    "portable_model_name",
+    "resolve_model",
+    "weights_sha256",
+]
 
 #: The bundled demo model: a small CLIP trained by this project on offline data (shapes, digits,
 #: animal silhouettes). A demo, not a general model: real users load pretrained CLIP.
 DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo-model"
 DEMO_MODEL = f"local-dir:{DEMO_MODEL_DIR}"
+#: The demo model's stable name, accepted wherever a model name is. Chroma collection configs
+#: record it instead of the folder's absolute path, which changes when the package moves.
+DEMO_MODEL_NAME = "clip-multimodal-demo"
 
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
@@ -53,12 +64,27 @@ class ResolvedModel:
 
 
 def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
-    """Resolve a user's model spec to local files, or raise ModelNotAvailableError fast."""
+    """Resolve a user's model spec to local files, or raise ModelNotAvailableError fast.
+
+    `DEMO_MODEL_NAME` ("clip-multimodal-demo") names the bundled demo model.
+    """
+    if model_name == DEMO_MODEL_NAME:
+        return _resolve_local_dir(DEMO_MODEL_DIR)
     if model_name.startswith(LOCAL_DIR):
         return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
     if model_name.startswith(HF_HUB):
         return _resolve_hf_hub(model_name[len(HF_HUB) :])
     return _resolve_named(model_name, pretrained)
+
+
+def portable_model_name(model_name: str) -> str:
+    """The name to record for a model: `DEMO_MODEL_NAME` for the bundled demo model's folder
+    (however it is spelled), else the name as given."""
+    if model_name.startswith(LOCAL_DIR):
+        path = Path(model_name[len(LOCAL_DIR) :]).expanduser()
+        if path.resolve() == DEMO_MODEL_DIR.resolve():
+            return DEMO_MODEL_NAME
+    return model_name
 
 
 def _resolve_local_dir(path: Path) -> ResolvedModel:

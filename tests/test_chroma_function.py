@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from PIL import Image
 
 from clip_multimodal.chroma import CLIPEmbeddingFunction, URILoader
 from clip_multimodal.images import load_image
-from clip_multimodal.models import DEMO_MODEL
+from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_DIR, DEMO_MODEL_NAME
 
 # -- the protocol, without a model -----------------------------------------------------------
 
@@ -106,8 +107,33 @@ def ef(demo_encoder: Any) -> CLIPEmbeddingFunction:
 def test_an_encoder_passed_in_is_described_by_its_model_spec(
     ef: CLIPEmbeddingFunction, demo_encoder: Any
 ) -> None:
-    assert ef.get_config() == {"model_name": DEMO_MODEL, "pretrained": None, "device": "cpu"}
+    """The bundled demo model is recorded by its alias, not its install path."""
+    assert demo_encoder.model_name == DEMO_MODEL  # loaded by path...
+    config = {"model_name": DEMO_MODEL_NAME, "pretrained": None, "device": "cpu"}
+    assert ef.get_config() == config  # ...recorded by name
     assert CLIPEmbeddingFunction.build_from_config(ef.get_config()).encoder is demo_encoder
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [DEMO_MODEL, DEMO_MODEL_NAME, f"local-dir:{DEMO_MODEL_DIR}/../demo-model/"],
+    ids=["path", "alias", "another-spelling"],
+)
+def test_every_spelling_of_the_demo_model_records_the_alias(spelling: str) -> None:
+    ef = CLIPEmbeddingFunction(model_name=spelling, pretrained="ignored-tag", device="cpu")
+    assert ef.get_config() == {"model_name": DEMO_MODEL_NAME, "pretrained": None, "device": "cpu"}
+    assert ef._encoder is None  # recording the alias loads nothing
+
+
+def test_the_alias_loads_the_demo_model(demo_encoder: Any) -> None:
+    from clip_multimodal import CLIPEncoder
+
+    by_alias = CLIPEncoder(DEMO_MODEL_NAME, device="cpu")
+    assert by_alias.model_id == demo_encoder.model_id and by_alias.pretrained is None
+    texts = ["a handwritten seven", "a red circle"]
+    np.testing.assert_allclose(
+        by_alias.embed_texts(texts), demo_encoder.embed_texts(texts), atol=1e-6
+    )
 
 
 def test_texts_and_images_are_embedded_in_one_batch_each(
@@ -135,7 +161,7 @@ def test_texts_and_images_are_embedded_in_one_batch_each(
 
     text_vectors = ef(texts)
     image_vectors = ef(arrays)
-    mixed = ef([texts[0], arrays[1], texts[2]])  # type: ignore[list-item]
+    mixed = ef([texts[0], arrays[1], texts[2]])  # type: ignore[arg-type]
 
     assert calls[:2] == [("texts", 5), ("images", 3)]
     assert np.allclose(np.array(text_vectors), real_texts(texts), atol=1e-5)
@@ -148,7 +174,7 @@ def test_texts_and_images_are_embedded_in_one_batch_each(
 def test_other_array_dtypes_from_chroma_loaders_are_accepted(ef: CLIPEmbeddingFunction) -> None:
     grey16 = np.full((20, 20), 30000, np.uint16)  # what PIL gives for 16-bit PNGs
     unit = np.full((20, 20, 3), 0.5, np.float64)
-    vectors = ef([grey16, unit])  # type: ignore[list-item]
+    vectors = ef([grey16, unit])  # type: ignore[arg-type]
     assert len(vectors) == 2 and np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-4)
 
 
@@ -193,12 +219,15 @@ def test_a_native_collection_reopens_in_a_fresh_process(
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     col = client.create_collection("native", embedding_function=ef, data_loader=URILoader())
     col.add(ids=[p.name for p in paths], uris=[str(p) for p in paths])
+    # The fresh process prints the persisted config and what the rebuilt function loaded.
     script = (
-        "import sys, chromadb\n"
+        "import sys, json, chromadb\n"
         "from clip_multimodal.chroma import URILoader\n"
         "client = chromadb.PersistentClient(path=sys.argv[1])\n"
         "col = client.get_collection('native', data_loader=URILoader())\n"
+        "print(json.dumps(col.configuration_json['embedding_function']['config']))\n"
         "print(col.query(query_uris=[sys.argv[2]], n_results=1)['ids'][0][0])\n"
+        "print(col.configuration['embedding_function'].encoder.model_id)\n"
     )
 
     out = subprocess.run(
@@ -209,4 +238,8 @@ def test_a_native_collection_reopens_in_a_fresh_process(
         check=True,
     )
 
-    assert out.stdout.strip() == probe.name
+    config, found, model_id = out.stdout.strip().splitlines()
+    assert json.loads(config)["model_name"] == DEMO_MODEL_NAME  # no install path recorded
+    assert str(DEMO_MODEL_DIR) not in config
+    assert found == probe.name
+    assert model_id == ef.encoder.model_id
