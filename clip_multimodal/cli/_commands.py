@@ -280,15 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def run_train(argv: list[str]) -> int:
     """Hand the arguments to the training command (its own parser and --help)."""
-    import importlib
+    from clip_multimodal.training import cli as training_cli
 
-    try:
-        training_cli = importlib.import_module("clip_multimodal.training.cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "clip_multimodal.training.cli":
-            raise
-        _err("error: the train command is not available yet in this version")
-        return 1
     return int(training_cli.main(argv) or 0)
 
 
