@@ -15,7 +15,7 @@ from clip_multimodal.cli._commands import COMMANDS, run_train
 from clip_multimodal.cli._context import UsageError
 from clip_multimodal.cli._parser import build_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
