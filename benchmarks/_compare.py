@@ -16,11 +16,13 @@ from typing import Any
 
 __all__ = [
     "Figure",
+    "Timings",
     "alternate",
     "cpu_speedup",
     "markdown_table",
     "percentile",
     "rate",
+    "timed",
     "write_json",
 ]
 
@@ -101,6 +103,33 @@ def cpu_speedup(cpu: Mapping[str, list[float]], ours: str, baseline: str) -> flo
     if not cpu.get(ours) or not cpu.get(baseline):
         return None
     return statistics.median(cpu[baseline]) / max(statistics.median(cpu[ours]), 1e-9)
+
+
+@dataclass
+class Timings:
+    """Wall and process CPU seconds per run name, from `timed`."""
+
+    seconds: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+    def rate(self, name: str, items: int) -> float:
+        """Items per second at `name`'s median run."""
+        return rate(items, self.seconds[name])
+
+    def details(self, ours: str, baseline: str) -> dict[str, Any]:
+        """The raw timings and the CPU-time speed-up of `ours` over `baseline`, for a Figure."""
+        return {
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu,
+            "cpu_speedup": cpu_speedup(self.cpu, ours, baseline),
+        }
+
+
+def timed(runs: Mapping[str, Callable[[], object]], repeats: int) -> Timings:
+    """`alternate` (with its warm-up), recording each run's process CPU time too."""
+    cpu: dict[str, list[float]] = {}
+    seconds = alternate(runs, repeats, cpu=cpu)
+    return Timings(seconds, cpu)
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -17,7 +17,6 @@ Run: `python -m benchmarks.chroma_bench [--smoke]`.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import tempfile
 import time
@@ -31,18 +30,9 @@ from unittest import mock
 import numpy as np
 import torch
 
-from benchmarks._compare import (
-    Figure,
-    alternate,
-    cpu_speedup,
-    markdown_table,
-    percentile,
-    rate,
-    write_json,
-)
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.encoder_bench import random_vit_b32
-from benchmarks.images import bench_dir, caption_texts, make_jpegs
+from benchmarks._common import machine_header, parse_sizes, random_vit_b32, write_figures
+from benchmarks._compare import Figure, markdown_table, percentile, timed
+from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = [
     "bench_ingest",
@@ -150,43 +140,36 @@ def bench_ingest(
     """Files into a fresh collection, three ways, alternately."""
     made: list[str] = []
 
-    def timed(fn: Any) -> Any:
+    def keep(fn: Any) -> Any:
         return lambda: made.append(fn(client, paths))
 
-    cpu: dict[str, list[float]] = {}
-    seconds = alternate(
+    t = timed(
         {
-            "ours": timed(lambda c, p: ours_ingest(encoder, c, p)),
-            "chroma": timed(lambda c, p: chroma_ingest(function, c, p)),
-            "raw": timed(lambda c, p: raw_ingest(encoder, c, p)),
+            "ours": keep(lambda c, p: ours_ingest(encoder, c, p)),
+            "chroma": keep(lambda c, p: chroma_ingest(function, c, p)),
+            "raw": keep(lambda c, p: raw_ingest(encoder, c, p)),
         },
         repeats,
-        cpu=cpu,
     )
     counts = {client.get_collection(n).count() for n in made}
     for name in made:
         client.delete_collection(name)
     if counts != {len(paths)}:
         raise RuntimeError(f"a path stored {counts} records for {len(paths)} images")
-    ours = rate(len(paths), seconds["ours"])
-    common = {"images": len(paths), "seconds": seconds, "cpu_seconds": cpu}
+    baselines = {
+        "chroma": "Chroma OpenCLIPEmbeddingFunction + ImageLoader",
+        "raw": "raw open_clip batches + raw collection.add",
+    }
     return [
         Figure(
             "image ingest into Chroma (CPU)",
-            ours,
+            t.rate("ours", len(paths)),
             "img/s",
-            rate(len(paths), seconds["chroma"]),
-            "Chroma OpenCLIPEmbeddingFunction + ImageLoader",
-            details={**common, "cpu_speedup": cpu_speedup(cpu, "ours", "chroma")},
-        ),
-        Figure(
-            "image ingest into Chroma (CPU)",
-            ours,
-            "img/s",
-            rate(len(paths), seconds["raw"]),
-            "raw open_clip batches + raw collection.add",
-            details={**common, "cpu_speedup": cpu_speedup(cpu, "ours", "raw")},
-        ),
+            t.rate(baseline, len(paths)),
+            baseline_name,
+            details={"images": len(paths), **t.details("ours", baseline)},
+        )
+        for baseline, baseline_name in baselines.items()
     ]
 
 
@@ -249,24 +232,20 @@ def bench_query(
 
 def bench_text_function(encoder: Any, function: Any, texts: Sequence[str], repeats: int) -> Figure:
     """`embed_texts` against Chroma's OpenCLIPEmbeddingFunction called on the same texts."""
-    cpu: dict[str, list[float]] = {}
-    seconds = alternate(
+    t = timed(
         {"ours": lambda: encoder.embed_texts(texts), "chroma": lambda: function(list(texts))},
         repeats,
-        cpu=cpu,
     )
     diff = np.abs(encoder.embed_texts(texts) - np.stack(function(list(texts)))).max()
     return Figure(
         "embed_texts vs Chroma's function (CPU)",
-        rate(len(texts), seconds["ours"]),
+        t.rate("ours", len(texts)),
         "texts/s",
-        rate(len(texts), seconds["chroma"]),
+        t.rate("chroma", len(texts)),
         "Chroma OpenCLIPEmbeddingFunction(texts)",
         details={
             "texts": len(texts),
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "cpu_speedup": cpu_speedup(cpu, "ours", "chroma"),
+            **t.details("ours", "chroma"),
             "max_abs_diff": float(diff),
         },
     )
@@ -301,23 +280,18 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--texts", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--queries", type=int, default=60)
-    parser.add_argument("--vectors", type=int, default=5_000)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.images, args.texts, args.repeats, args.queries, args.vectors = 4, 8, 1, 4, 50
+    sizes = {
+        "images": (64, 4),
+        "texts": (256, 8),
+        "repeats": (3, 1),
+        "queries": (60, 4),
+        "vectors": (5_000, 50),
+    }
+    args = parse_sizes(argv, __doc__, sizes)
     figures = run(args.images, args.texts, args.repeats, args.queries, args.vectors)
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}\n")
+    info = machine_header()
     print(markdown_table(figures))
-    write_json(
-        bench_dir() / "chroma.json", {"machine": info, "figures": [f.as_dict() for f in figures]}
-    )
+    write_figures("chroma.json", info, figures)
 
 
 if __name__ == "__main__":

@@ -16,20 +16,25 @@ Run: `python -m benchmarks.encoder_bench [--smoke]`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks._compare import Figure, alternate, cpu_speedup, markdown_table, rate, write_json
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.images import bench_dir, caption_texts, make_jpegs
+from benchmarks._common import (
+    autograd_on,
+    machine_header,
+    parse_sizes,
+    random_vit_b32,
+    with_autograd,
+    write_figures,
+)
+from benchmarks._compare import Figure, alternate, markdown_table, rate, timed
+from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = [
     "autograd_on",
@@ -44,13 +49,6 @@ __all__ = [
 ]
 
 DRAFT = (224, 224)
-
-
-def random_vit_b32() -> Any:
-    """ViT-B-32 with random weights on the CPU, fp32 (no download)."""
-    from clip_multimodal import CLIPEncoder
-
-    return CLIPEncoder("ViT-B-32", None, device="cpu")
 
 
 def langchain_embeddings(encoder: Any) -> Any:
@@ -72,47 +70,23 @@ def langchain_embeddings(encoder: Any) -> Any:
     )
 
 
-@contextmanager
-def autograd_on(model: torch.nn.Module) -> Iterator[None]:
-    """Parameters require grad inside the block, as in a model fresh from open_clip."""
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, flag in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
-
-
-def _incumbent(fn: Any, model: torch.nn.Module) -> Any:
-    def call() -> Any:
-        with autograd_on(model):
-            return fn()
-
-    return call
-
-
 def bench_images(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
     """`embed_images` on files against LangChain's `embed_image` loop."""
     lc = langchain_embeddings(encoder)
     uris = [str(p) for p in paths]
-    incumbent = _incumbent(lambda: lc.embed_image(uris), encoder.model)
-    cpu: dict[str, list[float]] = {}
-    runs = {"ours": lambda: encoder.embed_images(uris), "langchain": incumbent}
-    seconds = alternate(runs, repeats, cpu=cpu)
+    incumbent = with_autograd(lambda: lc.embed_image(uris), encoder.model)
+    t = timed({"ours": lambda: encoder.embed_images(uris), "langchain": incumbent}, repeats)
     ours = encoder.embed_images(uris)
     theirs = np.asarray(incumbent(), dtype=np.float32)
     return Figure(
         "embed_images, files (CPU, ViT-B-32 fp32)",
-        rate(len(uris), seconds["ours"]),
+        t.rate("ours", len(uris)),
         "img/s",
-        rate(len(uris), seconds["langchain"]),
+        t.rate("langchain", len(uris)),
         "LangChain OpenCLIPEmbeddings.embed_image",
         details={
             "images": len(uris),
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "cpu_speedup": cpu_speedup(cpu, "ours", "langchain"),
+            **t.details("ours", "langchain"),
             "batch_size": encoder.batch_size,
             "max_abs_diff_vs_baseline": float(np.abs(ours - theirs).max()),
         },
@@ -122,22 +96,18 @@ def bench_images(encoder: Any, paths: Sequence[Path], repeats: int) -> Figure:
 def bench_texts(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
     """`embed_texts` against LangChain's `embed_documents` loop."""
     lc = langchain_embeddings(encoder)
-    incumbent = _incumbent(lambda: lc.embed_documents(list(texts)), encoder.model)
-    cpu: dict[str, list[float]] = {}
-    runs = {"ours": lambda: encoder.embed_texts(texts), "langchain": incumbent}
-    seconds = alternate(runs, repeats, cpu=cpu)
+    incumbent = with_autograd(lambda: lc.embed_documents(list(texts)), encoder.model)
+    t = timed({"ours": lambda: encoder.embed_texts(texts), "langchain": incumbent}, repeats)
     diff = np.abs(encoder.embed_texts(texts) - np.asarray(incumbent()))
     return Figure(
         "embed_texts (CPU, ViT-B-32 fp32)",
-        rate(len(texts), seconds["ours"]),
+        t.rate("ours", len(texts)),
         "texts/s",
-        rate(len(texts), seconds["langchain"]),
+        t.rate("langchain", len(texts)),
         "LangChain OpenCLIPEmbeddings.embed_documents",
         details={
             "texts": len(texts),
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "cpu_speedup": cpu_speedup(cpu, "ours", "langchain"),
+            **t.details("ours", "langchain"),
             "max_abs_diff_vs_baseline": float(diff.max()),
         },
     )
@@ -156,28 +126,24 @@ def padded_embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
 
 def bench_trimmed(encoder: Any, texts: Sequence[str], repeats: int) -> Figure:
     """The text tower trimmed to each batch's longest caption against full padding."""
-    cpu: dict[str, list[float]] = {}
-    seconds = alternate(
+    t = timed(
         {
             "trimmed": lambda: encoder.embed_texts(texts),
             "padded": lambda: padded_embed_texts(encoder, texts),
         },
         repeats,
-        cpu=cpu,
     )
     diff = np.abs(encoder.embed_texts(texts) - padded_embed_texts(encoder, texts)).max()
     lengths = (encoder.tokenizer(list(texts)) != 0).sum(dim=1)
     return Figure(
         "text tower trimmed vs padded to 77",
-        rate(len(texts), seconds["trimmed"]),
+        t.rate("trimmed", len(texts)),
         "texts/s",
-        rate(len(texts), seconds["padded"]),
+        t.rate("padded", len(texts)),
         "same batches, 77 tokens",
         details={
             "texts": len(texts),
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "cpu_speedup": cpu_speedup(cpu, "trimmed", "padded"),
+            **t.details("trimmed", "padded"),
             "max_tokens": int(lengths.max()),
             "median_tokens": float(lengths.float().median()),
             "max_abs_diff": float(diff),
@@ -235,17 +201,10 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--texts", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.images, args.texts, args.repeats = 4, 8, 1
+    sizes = {"images": (64, 4), "texts": (256, 8), "repeats": (3, 1)}
+    args = parse_sizes(argv, __doc__, sizes)
     figures = run(args.images, args.texts, args.repeats)
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}\n")
+    info = machine_header()
     print(markdown_table(figures))
     for f in figures:
         extra = {k: v for k, v in f.details.items() if k != "seconds"}
@@ -253,10 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         cpu = f.details.get("cpu_seconds")
         cpu_text = f"; median CPU s {_medians(cpu)}" if cpu else ""
         print(f"  {f.benchmark}: {extra}; median s {_medians(f.details['seconds'])}{cpu_text}")
-    write_json(
-        bench_dir() / "encoder.json",
-        {"machine": info, "figures": [f.as_dict() for f in figures]},
-    )
+    write_figures("encoder.json", info, figures)
 
 
 def _medians(seconds: dict[str, list[float]]) -> dict[str, float]:

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks._compare import Figure, markdown_table, percentile, write_json
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.images import bench_dir, caption_texts
+from benchmarks._common import encoder_for, machine_header, write_figures
+from benchmarks._compare import Figure, markdown_table, percentile
+from benchmarks.images import caption_texts
 
 QUERY_K = 4
 
@@ -55,6 +55,22 @@ def _alternate_with_setup(
     return seconds
 
 
+def _fresh_index(client: Any, encoder: Any, prefix: str) -> Callable[[], Any]:
+    """An untimed setup: a new, empty ImageIndex on each call."""
+    from clip_multimodal.index import ImageIndex
+
+    return lambda: ImageIndex(encoder, f"{prefix}-{uuid.uuid4().hex[:10]}", client=client)
+
+
+def _fresh_collection(client: Any, prefix: str) -> Callable[[], Any]:
+    """An untimed setup: a new, empty raw cosine collection on each call."""
+    return lambda: client.create_collection(
+        f"{prefix}-{uuid.uuid4().hex[:10]}",
+        embedding_function=None,
+        configuration={"hnsw": {"space": "cosine"}},
+    )
+
+
 def _unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     unit: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -65,7 +81,6 @@ def _unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def bench_ingest(client: Any, dim: int, n: int, repeats: int) -> Figure:
-    from clip_multimodal.index import ImageIndex
     from clip_multimodal.testing import FakeEncoder
 
     vectors = _unit_vectors(n, dim)
@@ -73,16 +88,6 @@ def bench_ingest(client: Any, dim: int, n: int, repeats: int) -> Figure:
     uris = [f"/photos/{i:06d}.jpg" for i in range(n)]
     metadatas = [{"uri": u, "modality": "image"} for u in uris]  # what the index stores
     encoder = FakeEncoder(dim=dim)
-
-    def fresh_index() -> ImageIndex:
-        return ImageIndex(encoder, f"ingest-{uuid.uuid4().hex[:10]}", client=client)
-
-    def fresh_collection() -> Any:
-        return client.create_collection(
-            f"raw-{uuid.uuid4().hex[:10]}",
-            embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
-        )
 
     def raw_add(col: Any) -> None:
         batch = client.get_max_batch_size()
@@ -96,8 +101,11 @@ def bench_ingest(client: Any, dim: int, n: int, repeats: int) -> Figure:
 
     seconds = _alternate_with_setup(
         {
-            "index": (fresh_index, lambda index: index.add_embeddings(vectors, ids, uris=uris)),
-            "raw": (fresh_collection, raw_add),
+            "index": (
+                _fresh_index(client, encoder, "ingest"),
+                lambda index: index.add_embeddings(vectors, ids, uris=uris),
+            ),
+            "raw": (_fresh_collection(client, "raw"), raw_add),
         },
         repeats,
     )
@@ -122,7 +130,6 @@ def bench_add_files(client: Any, root: Path, n: int, repeats: int) -> Figure:
     baseline's metadata is computed before its timing starts); the difference is the
     index's own work: reading and hashing, the lookups per chunk, and the writer thread.
     """
-    from clip_multimodal.index import ImageIndex
     from clip_multimodal.index._sources import read_source
     from clip_multimodal.testing import FakeEncoder
 
@@ -130,16 +137,6 @@ def bench_add_files(client: Any, root: Path, n: int, repeats: int) -> Figure:
     paths = sorted(str(p) for p in root.rglob("*.png"))
     encoder = FakeEncoder(dim=512)
     records = [read_source(p).metadata() for p in paths]  # what the index stores
-
-    def fresh_index() -> ImageIndex:
-        return ImageIndex(encoder, f"files-{uuid.uuid4().hex[:10]}", client=client)
-
-    def fresh_collection() -> Any:
-        return client.create_collection(
-            f"rawfiles-{uuid.uuid4().hex[:10]}",
-            embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
-        )
 
     def raw_add(col: Any) -> None:
         vectors = encoder.embed_images(paths)
@@ -152,8 +149,8 @@ def bench_add_files(client: Any, root: Path, n: int, repeats: int) -> Figure:
 
     seconds = _alternate_with_setup(
         {
-            "index": (fresh_index, lambda index: index.add(paths)),
-            "raw": (fresh_collection, raw_add),
+            "index": (_fresh_index(client, encoder, "files"), lambda index: index.add(paths)),
+            "raw": (_fresh_collection(client, "rawfiles"), raw_add),
         },
         repeats,
     )
@@ -282,16 +279,6 @@ def bench_query(client: Any, encoder: Any, n: int, queries: int) -> list[Figure]
 # -- main ----------------------------------------------------------------------------------------
 
 
-def _encoder(model: str) -> Any:
-    from clip_multimodal.encoder import CLIPEncoder
-
-    if model == "demo":
-        from clip_multimodal.models import DEMO_MODEL
-
-        return CLIPEncoder(DEMO_MODEL, device="cpu")
-    return CLIPEncoder(model, pretrained=None, device="cpu")  # random weights: same cost
-
-
 def main(argv: list[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
@@ -307,9 +294,8 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     import chromadb
     from chromadb.config import Settings
 
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}\n")
-    encoder = _encoder(args.model)
+    info = machine_header()
+    encoder = encoder_for(args.model)
     with tempfile.TemporaryDirectory(prefix="index-bench-") as tmp:
         client = chromadb.PersistentClient(
             path=str(Path(tmp) / "db"), settings=Settings(anonymized_telemetry=False)
@@ -319,8 +305,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
         figures.append(bench_reindex(client, Path(tmp) / "folder", n_files, reindex_repeats))
         figures += bench_query(client, encoder, n_query, queries)
     print(markdown_table(figures))
-    out = bench_dir() / ("index-smoke.json" if args.smoke else "index.json")
-    write_json(out, {"machine": info, "figures": [f.as_dict() for f in figures]})
+    out = write_figures("index-smoke.json" if args.smoke else "index.json", info, figures)
     print(f"\nwrote {out}")
     return figures
 

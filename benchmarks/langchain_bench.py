@@ -23,6 +23,7 @@ Run: `python -m benchmarks.langchain_bench [--smoke] [--images N] [--model vit-b
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -35,10 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._compare import Figure, alternate, markdown_table, percentile, write_json
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.encoder_bench import autograd_on, langchain_embeddings, random_vit_b32
-from benchmarks.images import bench_dir, caption_texts, make_jpegs
+from benchmarks._common import (
+    encoder_for,
+    machine_header,
+    parse_sizes,
+    random_vit_b32,
+    with_autograd,
+    write_figures,
+)
+from benchmarks._compare import Figure, alternate, markdown_table, percentile
+from benchmarks.encoder_bench import langchain_embeddings
+from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = ["Job", "incumbent_job", "ours_job", "run", "store_bytes"]
 
@@ -112,13 +120,7 @@ def incumbent_job(encoder: Any) -> Job:
     def build(folder: str, name: str) -> Any:
         return Chroma(name, embeddings, persist_directory=folder)
 
-    def wrap(fn: Callable[[], object]) -> Callable[[], object]:
-        def call() -> object:
-            with autograd_on(encoder.model):
-                return fn()
-
-        return call
-
+    wrap = functools.partial(with_autograd, model=encoder.model)
     return Job(build, lambda store, uris, ids: store.add_images(uris, ids=ids), wrap)
 
 
@@ -177,33 +179,17 @@ def _agreement(ours: list[list[str]], theirs: list[list[str]]) -> float:
     return statistics.mean(shared) if shared else 1.0
 
 
-def _encoder(model: str) -> Any:
-    if model == "demo":
-        from clip_multimodal import CLIPEncoder
-        from clip_multimodal.models import DEMO_MODEL
-
-        return CLIPEncoder(DEMO_MODEL, device="cpu")
-    return random_vit_b32()
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--queries", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", choices=["vit-b-32", "demo"], default="vit-b-32")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.images, args.queries, args.repeats = 4, 2, 1
-    figures = run(args.images, args.queries, args.repeats, _encoder(args.model))
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}; model {args.model}, {args.images} JPEGs 640x480\n")
+    def model_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--model", choices=["vit-b-32", "demo"], default="vit-b-32")
+
+    sizes = {"images": (64, 4), "queries": (8, 2), "repeats": (3, 1)}
+    args = parse_sizes(argv, __doc__, sizes, model_option)
+    encoder = encoder_for("demo" if args.model == "demo" else "ViT-B-32")
+    figures = run(args.images, args.queries, args.repeats, encoder)
+    info = machine_header(f"; model {args.model}, {args.images} JPEGs 640x480")
     print(markdown_table(figures))
-    write_json(
-        bench_dir() / f"langchain-{args.model}.json",
-        {"machine": info, "model": args.model, "figures": [f.as_dict() for f in figures]},
-    )
+    write_figures(f"langchain-{args.model}.json", info, figures, model=args.model)
 
 
 if __name__ == "__main__":

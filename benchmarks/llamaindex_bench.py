@@ -24,7 +24,6 @@ Run: `python -m benchmarks.llamaindex_bench [--smoke] [--images N] [--texts N]`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,10 +38,16 @@ from llama_index.core.schema import ImageType
 from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
 from PIL import Image
 
-from benchmarks._compare import Figure, alternate, markdown_table, rate, write_json
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.encoder_bench import autograd_on, random_vit_b32
-from benchmarks.images import bench_dir, caption_texts, make_jpegs
+from benchmarks._common import (
+    autograd_on,
+    machine_header,
+    parse_sizes,
+    random_vit_b32,
+    with_autograd,
+    write_figures,
+)
+from benchmarks._compare import Figure, alternate, markdown_table, rate
+from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = ["ClipStyleEmbedding", "bench_images", "bench_texts", "run"]
 
@@ -100,14 +105,6 @@ class ClipStyleEmbedding(MultiModalEmbedding):
             return result
 
 
-def _incumbent(fn: Callable[[], object], model: torch.nn.Module) -> Callable[[], object]:
-    def call() -> object:
-        with autograd_on(model):
-            return fn()
-
-    return call
-
-
 def _max_cosine_gap(ours: Sequence[Embedding], theirs: Sequence[Embedding]) -> float:
     """How far apart the two sides' vectors point (0 = same direction), over all items."""
     a = np.asarray(ours, dtype=np.float64)
@@ -116,21 +113,29 @@ def _max_cosine_gap(ours: Sequence[Embedding], theirs: Sequence[Embedding]) -> f
     return float(np.max(1.0 - np.sum(a * b, axis=1)))
 
 
-def bench_images(encoder: Any, uris: list[ImageType], repeats: int) -> Figure:
-    """`get_image_embedding_batch` on files, both sides."""
+def _side_by_side(
+    encoder: Any, batch: Callable[[MultiModalEmbedding], list[Embedding]], repeats: int
+) -> tuple[dict[str, list[float]], float, dict[str, int]]:
+    """`batch` on our embedding and on the incumbent, alternately; seconds, gap, batch sizes."""
     ours = CLIPMultiModalEmbedding(encoder=encoder)
     theirs = ClipStyleEmbedding(encoder.model, encoder.preprocess, encoder.tokenizer)
     seconds = alternate(
         {
-            "ours": lambda: ours.get_image_embedding_batch(uris),
-            "clip": _incumbent(lambda: theirs.get_image_embedding_batch(uris), encoder.model),
+            "ours": lambda: batch(ours),
+            "clip": with_autograd(lambda: batch(theirs), encoder.model),
         },
         repeats,
     )
     with autograd_on(encoder.model):
-        gap = _max_cosine_gap(
-            ours.get_image_embedding_batch(uris), theirs.get_image_embedding_batch(uris)
-        )
+        gap = _max_cosine_gap(batch(ours), batch(theirs))
+    return seconds, gap, {"ours": ours.embed_batch_size, "clip": theirs.embed_batch_size}
+
+
+def bench_images(encoder: Any, uris: list[ImageType], repeats: int) -> Figure:
+    """`get_image_embedding_batch` on files, both sides."""
+    seconds, gap, batch_sizes = _side_by_side(
+        encoder, lambda side: side.get_image_embedding_batch(uris), repeats
+    )
     return Figure(
         "get_image_embedding_batch, files (CPU, ViT-B-32 fp32)",
         rate(len(uris), seconds["ours"]),
@@ -140,7 +145,7 @@ def bench_images(encoder: Any, uris: list[ImageType], repeats: int) -> Figure:
         details={
             "images": len(uris),
             "seconds": seconds,
-            "embed_batch_size": {"ours": ours.embed_batch_size, "clip": theirs.embed_batch_size},
+            "embed_batch_size": batch_sizes,
             "max_cosine_gap": gap,
         },
     )
@@ -148,19 +153,9 @@ def bench_images(encoder: Any, uris: list[ImageType], repeats: int) -> Figure:
 
 def bench_texts(encoder: Any, texts: list[str], repeats: int) -> Figure:
     """`get_text_embedding_batch`, both sides."""
-    ours = CLIPMultiModalEmbedding(encoder=encoder)
-    theirs = ClipStyleEmbedding(encoder.model, encoder.preprocess, encoder.tokenizer)
-    seconds = alternate(
-        {
-            "ours": lambda: ours.get_text_embedding_batch(texts),
-            "clip": _incumbent(lambda: theirs.get_text_embedding_batch(texts), encoder.model),
-        },
-        repeats,
+    seconds, gap, _ = _side_by_side(
+        encoder, lambda side: side.get_text_embedding_batch(texts), repeats
     )
-    with autograd_on(encoder.model):
-        gap = _max_cosine_gap(
-            ours.get_text_embedding_batch(texts), theirs.get_text_embedding_batch(texts)
-        )
     return Figure(
         "get_text_embedding_batch (CPU, ViT-B-32 fp32)",
         rate(len(texts), seconds["ours"]),
@@ -184,26 +179,16 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.images, args.texts, args.repeats = 4, 8, 1
+    sizes = {"images": (64, 4), "texts": (64, 8), "repeats": (3, 1)}
+    args = parse_sizes(argv, __doc__, sizes)
     figures = run(args.images, args.texts, args.repeats)
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}; {args.images} JPEGs 640x480, {args.texts} captions\n")
+    info = machine_header(f"; {args.images} JPEGs 640x480, {args.texts} captions")
     print(markdown_table(figures))
     for f in figures:
         medians = {k: round(statistics.median(v), 3) for k, v in f.details["seconds"].items()}
         extra = {k: v for k, v in f.details.items() if k != "seconds"}
         print(f"  {f.benchmark}: median s {medians}; {extra}")
-    write_json(
-        bench_dir() / "llamaindex.json",
-        {"machine": info, "figures": [f.as_dict() for f in figures]},
-    )
+    write_figures("llamaindex.json", info, figures)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from benchmarks._compare import Figure, percentile, write_json
-from benchmarks._machine import machine_info, machine_line
-from benchmarks.images import bench_dir, caption_texts, make_jpegs
+from benchmarks._common import encoder_for, machine_header, write_figures
+from benchmarks._compare import Figure, percentile
+from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = ["Result", "main"]
 
@@ -65,12 +64,9 @@ def _serve(port: int, max_batch: int, model: str, device: str, data_dir: str) ->
     """Run one server in this process (the benchmark starts two of these as subprocesses)."""
     import uvicorn
 
-    from clip_multimodal.encoder import CLIPEncoder
-    from clip_multimodal.models import DEMO_MODEL
     from clip_multimodal.server import ServerSettings, create_app
 
-    # An architecture name gets random weights: the same cost as real ones, nothing to download.
-    encoder = CLIPEncoder(DEMO_MODEL if model == "demo" else model, None, device=device)
+    encoder = encoder_for(model, device)
     settings = ServerSettings(
         data_dir=Path(data_dir), max_batch=max_batch, batch_wait_ms=5.0, request_timeout_s=300
     )
@@ -243,8 +239,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         return []
     per_client = 4 if args.smoke else 24  # requests per client per round, bounded
     rounds = 1 if args.smoke else args.rounds
-    info = machine_info()
-    print(f"Machine: {machine_line(info)}; model {args.model} on {args.device}\n")
+    info = machine_header(f"; model {args.model} on {args.device}")
     loads = workloads(32 * per_client)
     results: list[Result] = []
     with servers(args.model, args.device) as urls:
@@ -254,14 +249,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
                 results += measure(urls, name, loads[name], clients, n, rounds)
                 print(f"  {name} x{clients}: done", file=sys.stderr)
     print(table(results))
-    out = bench_dir() / ("server-smoke.json" if args.smoke else "server.json")
-    payload: dict[str, Any] = {
-        "machine": info,
-        "model": args.model,
-        "device": args.device,
-        "figures": [f.as_dict() for f in figures(results)],
-    }
-    write_json(out, payload)
+    out = write_figures(
+        "server-smoke.json" if args.smoke else "server.json",
+        info,
+        figures(results),
+        model=args.model,
+        device=args.device,
+    )
     print(f"\nwrote {out}")
     return results
 
