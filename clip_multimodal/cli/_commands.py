@@ -280,8 +280,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def run_train(argv: list[str]) -> int:
     """Hand the arguments to the training command (its own parser and --help)."""
-    from clip_multimodal.training import cli as training_cli
+    import importlib
 
+    training_cli = importlib.import_module("clip_multimodal.training.cli")
     return int(training_cli.main(argv) or 0)
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clip_multimodal.cli._context import UsageError
+from clip_multimodal.cli import UsageError
 
 if TYPE_CHECKING:
     from clip_multimodal.training.runner import RunConfig
