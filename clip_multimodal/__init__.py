@@ -6,8 +6,9 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clip_multimodal._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -77,15 +78,4 @@ if TYPE_CHECKING:
     from clip_multimodal.testing import FakeEncoder
     from clip_multimodal.types import Encoder, ImageEmbeddings, ImageInput
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'clip_multimodal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

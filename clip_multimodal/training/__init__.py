@@ -7,8 +7,9 @@ the modules themselves import it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clip_multimodal._lazy import lazy_exports
 
 _EXPORTS = {
     "load_local_dir": "clip_multimodal.training.checkpoint",
@@ -81,11 +82,4 @@ if TYPE_CHECKING:
     from clip_multimodal.training.runner import DataConfig, RunConfig, RunResult, run_training
     from clip_multimodal.training.stages import StagePlan, TowerLocks
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'clip_multimodal.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, _ = lazy_exports(__name__, _EXPORTS)  # no __dir__: dir() lists the whole module
