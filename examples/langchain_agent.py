@@ -11,7 +11,6 @@ stand-in model that calls the tool once with your request and reports the best m
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -29,6 +28,12 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # run by runpy or imported, not as a script: find _common beside it
+    sys.path.insert(0, _HERE)
+
+from _common import example_parser, index_images, load_chat_model  # noqa: E402
 
 SYSTEM = (
     "You help people find images in their collection. Use the image_search tool with a short "
@@ -78,49 +83,18 @@ class OfflineToolCaller(BaseChatModel):
 
 
 def main(argv: list[str] | None = None, chat_model: BaseChatModel | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("request", help="what you are looking for")
-    parser.add_argument("--images", type=Path, help="folder of images (default: demo images)")
-    parser.add_argument("--data-dir", type=Path, default=Path(".data/langchain-agent"))
-    parser.add_argument("--model", default=None, help="CLIP model (default: the demo model)")
-    parser.add_argument("--chat-model", help="provider:model, e.g. openai:gpt-4o-mini")
-    parser.add_argument("-k", type=int, default=3, help="images per search")
+    parser = example_parser(
+        __doc__, "request", "what you are looking for", ".data/langchain-agent", "images per search"
+    )
     args = parser.parse_args(argv)
-
-    from clip_multimodal import CLIPEncoder, ImageIndex
-    from clip_multimodal.models import DEMO_MODEL
-
-    images = args.images or _demo_images(args.data_dir / "images")
-    encoder = CLIPEncoder(args.model or DEMO_MODEL, device="cpu")
-    index = ImageIndex(encoder, "agent-images", args.data_dir / "chroma")
-    print(f"indexed {images}: {index.index_folder(images, progress=False)}", file=sys.stderr)
+    index = index_images(args, "agent-images")
     if chat_model is None:
-        chat_model = _load_chat_model(args.chat_model) if args.chat_model else OfflineToolCaller()
+        chat_model = load_chat_model(args.chat_model) if args.chat_model else OfflineToolCaller()
     tool = create_image_search_tool(index, k=args.k)
     messages = run_agent(chat_model, [tool], args.request)
     for message in messages[2:]:
         print(f"[{message.type}] {message.content or getattr(message, 'tool_calls', '')}")
     return str(messages[-1].content)
-
-
-def _load_chat_model(spec: str) -> BaseChatModel:
-    try:
-        from langchain.chat_models import init_chat_model
-    except ImportError as exc:
-        raise SystemExit(
-            "--chat-model needs the 'langchain' package and the provider's package, e.g. "
-            "pip install langchain langchain-openai"
-        ) from exc
-    model: BaseChatModel = init_chat_model(spec)
-    return model
-
-
-def _demo_images(folder: Path) -> Path:
-    from clip_multimodal.datasets import write_demo_images
-
-    if not folder.is_dir():
-        write_demo_images(folder)
-    return folder
 
 
 if __name__ == "__main__":

@@ -13,28 +13,23 @@ uses the bundled demo model and writes the demo images to the data folder.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 from langchain_clip_multimodal import CLIPImageRetriever, image_message
 from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # run by runpy or imported, not as a script: find _common beside it
+    sys.path.insert(0, _HERE)
+
+from _common import example_parser, index_images, load_chat_model  # noqa: E402
+
 SYSTEM = "You answer questions about the images you are shown. Refer to them by number."
-
-
-def build_index(images: Path, data_dir: Path, model: str) -> Any:
-    """An ImageIndex over the folder (only new or changed files are embedded)."""
-    from clip_multimodal import CLIPEncoder, ImageIndex
-
-    index = ImageIndex(CLIPEncoder(model, device="cpu"), "rag-images", data_dir / "chroma")
-    print(f"indexed {images}: {index.index_folder(images, progress=False)}", file=sys.stderr)
-    return index
 
 
 def to_messages(inputs: dict[str, Any], max_side: int = 256) -> list[BaseMessage]:
@@ -75,34 +70,17 @@ def describe_messages(messages: list[BaseMessage]) -> str:
     return "\n".join(lines)
 
 
-def load_chat_model(spec: str) -> BaseChatModel:
-    """`provider:model` through LangChain's init_chat_model (needs `langchain` + provider)."""
-    try:
-        from langchain.chat_models import init_chat_model
-    except ImportError as exc:
-        raise SystemExit(
-            "--chat-model needs the 'langchain' package and the provider's package, e.g. "
-            "pip install langchain langchain-openai"
-        ) from exc
-    model: BaseChatModel = init_chat_model(spec)
-    return model
-
-
 def main(argv: list[str] | None = None, chat_model: Runnable[Any, Any] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("question", help="what to look for and ask about")
-    parser.add_argument("--images", type=Path, help="folder of images (default: demo images)")
-    parser.add_argument("--data-dir", type=Path, default=Path(".data/langchain-rag"))
-    parser.add_argument("--model", default=None, help="CLIP model (default: the demo model)")
-    parser.add_argument("--chat-model", help="provider:model, e.g. openai:gpt-4o-mini")
-    parser.add_argument("-k", type=int, default=3, help="how many images to retrieve")
+    parser = example_parser(
+        __doc__,
+        "question",
+        "what to look for and ask about",
+        ".data/langchain-rag",
+        "how many images to retrieve",
+    )
     parser.add_argument("--max-side", type=int, default=256, help="resize images to fit")
     args = parser.parse_args(argv)
-
-    from clip_multimodal.models import DEMO_MODEL
-
-    images = args.images or _demo_images(args.data_dir / "images")
-    index = build_index(images, args.data_dir, args.model or DEMO_MODEL)
+    index = index_images(args, "rag-images")
     retriever = CLIPImageRetriever(index=index, k=args.k)
     if chat_model is None:
         chat_model = (
@@ -113,14 +91,6 @@ def main(argv: list[str] | None = None, chat_model: Runnable[Any, Any] | None = 
     answer = build_chain(retriever, chat_model, args.max_side).invoke(args.question)
     print(answer)
     return answer
-
-
-def _demo_images(folder: Path) -> Path:
-    from clip_multimodal.datasets import write_demo_images
-
-    if not folder.is_dir():
-        write_demo_images(folder)
-    return folder
 
 
 if __name__ == "__main__":
