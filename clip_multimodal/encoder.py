@@ -179,10 +179,7 @@ class CLIPEncoder:
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Embed images; raises ImageLoadError (naming the input) if any cannot be loaded."""
-        result = self.try_embed_images(images)
-        if result.errors:
-            raise next(iter(result.errors.values()))
-        return result.vectors
+        return self.try_embed_images(images).vectors_or_raise()
 
     def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
         """Embed what loads; report each failed input instead of raising."""

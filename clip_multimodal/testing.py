@@ -55,10 +55,7 @@ class FakeEncoder:
         return _normalize(np.array(rows, dtype=np.float32).reshape(len(rows), self._dim))
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        result = self.try_embed_images(images)
-        if result.errors:
-            raise next(iter(result.errors.values()))
-        return result.vectors
+        return self.try_embed_images(images).vectors_or_raise()
 
     def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
         from clip_multimodal.images import load_image

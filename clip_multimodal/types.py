@@ -33,6 +33,15 @@ class ImageEmbeddings:
     indices: list[int]
     errors: dict[int, ImageLoadError] = field(default_factory=dict)
 
+    def vectors_or_raise(self) -> np.ndarray:
+        """Every input's vector, in input order; raises the first ImageLoadError if any failed.
+
+        This is `embed_images` in terms of `try_embed_images`.
+        """
+        if self.errors:
+            raise next(iter(self.errors.values()))
+        return self.vectors
+
 
 @runtime_checkable
 class Encoder(Protocol):
