@@ -48,6 +48,15 @@ def encoder_for(model: str, device: str = "cpu") -> Any:
     return CLIPEncoder(DEMO_MODEL if model == "demo" else model, None, device=device)
 
 
+def at_precision(encoder: Any, precision: str) -> Any:
+    """A second encoder with the same weights at another precision (e.g. the opt-in bf16)."""
+    from clip_multimodal import CLIPEncoder
+
+    other = CLIPEncoder(encoder.model_name, encoder.pretrained, device=encoder.device, precision=precision)  # fmt: skip
+    other.model.load_state_dict(encoder.model.state_dict())
+    return other
+
+
 @contextmanager
 def autograd_on(model: torch.nn.Module) -> Iterator[None]:
     """Parameters require grad inside the block, as in a model fresh from open_clip."""
