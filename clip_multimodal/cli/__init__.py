@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 
 from clip_multimodal.cli._commands import COMMANDS, run_train
 from clip_multimodal.cli._context import UsageError
-from clip_multimodal.cli._parser import build_parser
+from clip_multimodal.cli._parser import build_parser, new_parser
 
-__all__ = ["UsageError", "build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main", "new_parser"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import textwrap
+from collections.abc import Callable
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "new_parser"]
 
 DESCRIPTION = """\
 Index folders of images into Chroma with CLIP, then search them by text or by image,
@@ -75,26 +76,11 @@ def _common(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
     group.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
 
-def _sub(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help_: str,
-    description: str,
-) -> argparse.ArgumentParser:
-    return subparsers.add_parser(
-        name, help=help_, description=textwrap.fill(description, 79), formatter_class=_Formatter
-    )
+def _json(parser: argparse.ArgumentParser, help_: str = "print JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=help_)
 
 
-def _add_index(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "index",
-        "index folders of images (incremental)",
-        "Bring the collection in sync with folders of images: new and changed files are "
-        "embedded, unchanged ones skipped, deleted ones removed. Prints the report; exits 1 "
-        "if any image failed.",
-    )
+def _index(p: argparse.ArgumentParser) -> None:
     p.add_argument("folders", nargs="+", metavar="DIR", help="folders of images")
     p.add_argument("--no-recursive", dest="recursive", action="store_false", help="skip subfolders")
     p.add_argument(
@@ -105,34 +91,19 @@ def _add_index(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="file name pattern, repeatable (default: common image types)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    _common(p)
 
 
-def _add_search(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "search",
-        "search the index by text or by image",
-        'Print the top-k images for a text ("a red circle") or an image (--image).',
-    )
+def _search(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="the text query")
     p.add_argument("--image", metavar="PATH_OR_URL", help="search by this image instead")
     p.add_argument("-k", type=int, default=5, help="how many hits")
     p.add_argument(
         "--where", metavar="JSON", help='a Chroma metadata filter, e.g. \'{"mime": "image/png"}\''
     )
-    p.add_argument("--json", action="store_true", help="print JSON (id, uri, score, metadata)")
-    _common(p)
+    _json(p, "print JSON (id, uri, score, metadata)")
 
 
-def _add_classify(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "classify",
-        "zero-shot classification of images",
-        "Score each image against the labels with prompt ensembles (each label is put into "
-        "every template and the embeddings averaged).",
-    )
+def _classify(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or URLs")
     p.add_argument(
         "--labels",
@@ -151,19 +122,10 @@ def _add_classify(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "(default: the OpenAI ImageNet ensemble of 80 templates)",
     )
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    _json(p)
 
 
-def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "serve",
-        "run the HTTP service and the search page",
-        "Serve /v1/embed/text, /v1/embed/image, /v1/search, /v1/rank, /v1/classify, "
-        "/v1/images/{id}, /healthz and the search page at /. Needs the server extra: "
-        'pip install "clip-multimodal[server]".',
-    )
+def _serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address to bind")
     p.add_argument("--port", type=int, default=8000, help="the port to bind")
     p.add_argument(
@@ -187,30 +149,63 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill"
     )
     p.add_argument("--log-level", default="info", help="uvicorn's log level")
-    _common(p, serve=True)
 
 
-def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "demo",
+def _no_options(p: argparse.ArgumentParser) -> None:
+    """`demo` takes only the common options."""
+
+
+#: name -> (the one-line help in the command list, the description, its own options).
+_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "index": (
+        "index folders of images (incremental)",
+        "Bring the collection in sync with folders of images: new and changed files are "
+        "embedded, unchanged ones skipped, deleted ones removed. Prints the report; exits 1 "
+        "if any image failed.",
+        _index,
+    ),
+    "search": (
+        "search the index by text or by image",
+        'Print the top-k images for a text ("a red circle") or an image (--image).',
+        _search,
+    ),
+    "classify": (
+        "zero-shot classification of images",
+        "Score each image against the labels with prompt ensembles (each label is put into "
+        "every template and the embeddings averaged).",
+        _classify,
+    ),
+    "serve": (
+        "run the HTTP service and the search page",
+        "Serve /v1/embed/text, /v1/embed/image, /v1/search, /v1/rank, /v1/classify, "
+        "/v1/images/{id}, /healthz and the search page at /. Needs the server extra: "
+        'pip install "clip-multimodal[server]".',
+        _serve,
+    ),
+    "demo": (
         "index the demo images and search them (offline)",
         "Write the bundled held-out demo images under DATA_DIR/demo-images, index them into "
         "the collection 'demo' at DATA_DIR/chroma, and run a few searches. What `make demo` runs.",
-    )
-    _common(p)
-
-
-def _add_info(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _sub(
-        subparsers,
-        "info",
+        _no_options,
+    ),
+    "info": (
         "show the model, the device and the collection",
         "Show the model, its device and id, the collection's size and the model id recorded "
         "in the collection (a collection only accepts the model that built it).",
+        _json,
+    ),
+}
+
+
+def _add_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str
+) -> None:
+    help_, description, add_options = _COMMANDS[name]
+    p = subparsers.add_parser(
+        name, help=help_, description=textwrap.fill(description, 79), formatter_class=_Formatter
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    add_options(p)
+    _common(p, serve=name == "serve")
 
 
 def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -222,19 +217,26 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("train_args", nargs=argparse.REMAINDER)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `clip-multimodal` parser, with one subcommand per job."""
-    parser = argparse.ArgumentParser(
-        prog="clip-multimodal",
-        description=DESCRIPTION,
-        epilog=EPILOG,
+def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A top-level parser that keeps the line breaks of `description` and `epilog`."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `clip-multimodal` parser, with one subcommand per job."""
+    parser = new_parser("clip-multimodal", DESCRIPTION, EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_index, _add_search, _add_classify, _add_serve, _add_train, _add_demo):
-        add(subparsers)
-    _add_info(subparsers)
+    for name in ("index", "search", "classify", "serve", "train", "demo", "info"):
+        if name == "train":
+            _add_train(subparsers)
+        else:
+            _add_command(subparsers, name)
     return parser
 
 

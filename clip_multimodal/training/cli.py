@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clip_multimodal.cli import UsageError
+from clip_multimodal.cli import UsageError, new_parser
 
 if TYPE_CHECKING:
     from clip_multimodal.training.runner import RunConfig
@@ -158,27 +158,26 @@ def _add_optimization(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
-def _add_stages(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("locking and two-stage training (LiT, Chinese-CLIP)")
-    g.add_argument("--lock-image", action="store_true", help="freeze the image tower")
+def _add_lock(g: argparse._ArgumentGroup, tower: str, unlocked: str, what: str) -> None:
+    """--lock-TOWER and --lock-TOWER-unlocked-UNLOCKED (open_clip's names)."""
+    g.add_argument(f"--lock-{tower}", action="store_true", help=f"freeze the {tower} tower")
     g.add_argument(
-        "--lock-image-unlocked-groups",
+        f"--lock-{tower}-unlocked-{unlocked}",
         type=_non_negative_int,
         default=0,
-        help="leave the last N layer groups of a locked image tower trainable",
+        help=f"leave the last N {what} of a locked {tower} tower trainable",
     )
+
+
+def _add_stages(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("locking and two-stage training (LiT, Chinese-CLIP)")
+    _add_lock(g, "image", "groups", "layer groups")
     g.add_argument(
         "--lock-image-freeze-bn-stats",
         action="store_true",
         help="freeze BatchNorm statistics of a locked image tower",
     )
-    g.add_argument("--lock-text", action="store_true", help="freeze the text tower")
-    g.add_argument(
-        "--lock-text-unlocked-layers",
-        type=_non_negative_int,
-        default=0,
-        help="leave the last N layers of a locked text tower trainable",
-    )
+    _add_lock(g, "text", "layers", "layers")
     g.add_argument(
         "--two-stage",
         action="store_true",
@@ -228,12 +227,7 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `clip-multimodal train` (imports no torch)."""
-    parser = argparse.ArgumentParser(
-        prog="clip-multimodal train",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = new_parser("clip-multimodal train", DESCRIPTION, EPILOG)
     for add in (_add_data, _add_model, _add_optimization, _add_stages, _add_output):
         add(parser)
     return parser
