@@ -111,14 +111,18 @@ def detect_separator(header: str) -> str:
     return "\t" if header.count("\t") > header.count(",") else ","
 
 
-def _read_header(path: Path) -> str:
+def _read_header(csv_path: str | Path, separator: str | None) -> tuple[Path, str, str, bool]:
+    """(the path, its header line, the separator, whether it was detected from the header)."""
+    path = Path(csv_path).expanduser()
     if not path.is_file():
         raise CsvFormatError(f"CSV file not found: {path}")
     with path.open(encoding="utf-8-sig", newline="") as f:
         header = f.readline().rstrip("\r\n")
     if not header.strip():
         raise CsvFormatError(f"{path} is empty or has an empty header line")
-    return header
+    if separator is None:
+        return path, header, detect_separator(header), True
+    return path, header, separator, False
 
 
 def _check_columns(
@@ -162,10 +166,7 @@ def check_header(
     Raises:
         CsvFormatError: the file is missing or empty, or its header lacks a named column.
     """
-    path = Path(csv_path).expanduser()
-    header = _read_header(path)
-    detected = separator is None
-    sep = detect_separator(header) if separator is None else separator
+    path, header, sep, detected = _read_header(csv_path, separator)
     fieldnames = next(csv.reader([header], delimiter=sep))
     _check_columns(path, fieldnames, _wanted(img_key, caption_key, label_key), sep, detected)
     return sep, detected
@@ -197,10 +198,7 @@ def read_pairs(
     Raises:
         CsvFormatError: the file is missing or empty, or its header lacks a named column.
     """
-    path = Path(csv_path).expanduser()
-    header = _read_header(path)
-    detected = separator is None
-    sep = detect_separator(header) if separator is None else separator
+    path, _, sep, detected = _read_header(csv_path, separator)
     table = PairTable(path, sep, detected, labels=[] if label_key else None)
     wanted = _wanted(img_key, caption_key, label_key)
     candidates: list[tuple[int, Path, str, str | None]] = []
