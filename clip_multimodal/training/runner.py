@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -516,22 +517,13 @@ class _Run:
             self.val, self.built.eval_transform, torch.zeros(len(self.val), dtype=torch.long)
         )
         loader = DataLoader(dataset, batch_size=256, num_workers=self.cfg.data.workers)
-        chunks = []
-        for pixels, _ in loader:
-            with autocast(dtype, device):
-                features = model.encode_image(pixels.to(device))
-            chunks.append(F.normalize(features.float(), dim=-1).cpu())
-        return torch.cat(chunks).numpy()
+        pixels = (batch for batch, _ in loader)
+        return _embed_batches(model.encode_image, pixels, device, dtype)
 
     def _embed_texts(
         self, model: Any, tokens: torch.Tensor, device: torch.device, dtype: Any
     ) -> np.ndarray:
-        chunks = []
-        for batch in torch.split(tokens, 256):
-            with autocast(dtype, device):
-                features = model.encode_text(batch.to(device))
-            chunks.append(F.normalize(features.float(), dim=-1).cpu())
-        return torch.cat(chunks).numpy()
+        return _embed_batches(model.encode_text, torch.split(tokens, 256), device, dtype)
 
     def _zeroshot(
         self, model: Any, images: np.ndarray, device: torch.device, dtype: Any
@@ -544,6 +536,21 @@ class _Run:
         return zeroshot_accuracy(
             images, class_embeddings(texts, len(classes)), self.val.labels, classes
         )
+
+
+def _embed_batches(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[torch.Tensor],
+    device: torch.device,
+    dtype: Any,
+) -> np.ndarray:
+    """L2-normalised float32 embeddings of `batches`, in order, on the CPU."""
+    chunks = []
+    for batch in batches:
+        with autocast(dtype, device):
+            features = encode(batch.to(device))
+        chunks.append(F.normalize(features.float(), dim=-1).cpu())
+    return torch.cat(chunks).numpy()
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
