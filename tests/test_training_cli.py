@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from clip_multimodal.cli import main
 from tests.training_helpers import (
     max_diff,
     one_thread,
+    one_thread_per_test,  # noqa: F401 (an autouse fixture: imported, it applies here)
     state_dict,
     tiny_model_dir,
     write_arch,
@@ -63,12 +63,6 @@ OUR_FLAGS = (
     "--min-delta",
     "--stage2-max-epochs",
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ on a tiny model (which weights move in which stage, when and why the switch happ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,11 @@ from clip_multimodal.training.train_state import load_state
 from tests.training_helpers import (
     TINY_CFG,
     max_diff,
-    one_thread,
+    one_thread_per_test,  # noqa: F401 (an autouse fixture: imported, it applies here)
     state_dict,
     tiny_model_dir,
     write_shapes_csv,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 #: Two layers per tower, so partial locking has groups to leave unlocked.
@@ -29,6 +30,13 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_thread_per_test() -> Iterator[None]:
+    """`one_thread` around every test of a module that imports this fixture."""
+    with one_thread():
+        yield
 
 
 def tiny_model_dir(out: Path, seed: int = 0) -> Path:
