@@ -398,7 +398,7 @@ def chroma_figures(encoder: Any, paths: Sequence[Path]) -> dict[str, Any]:
         return {"skipped": f"chromadb is not installed here ({exc})"}
     from clip_multimodal import ImageIndex
     from clip_multimodal.gpu import GPUImagePipeline
-    from clip_multimodal.index._sources import read_source
+    from clip_multimodal.index import read_image_source
 
     pipe = GPUImagePipeline(encoder)
     with tempfile.TemporaryDirectory(prefix="clip-mm-gpu-") as folder:
@@ -413,7 +413,7 @@ def chroma_figures(encoder: Any, paths: Sequence[Path]) -> dict[str, Any]:
         if report.failed or index.count() != len(paths):
             raise RuntimeError(f"files→Chroma stored {index.count()} of {len(paths)}")
         log(f"  files→Chroma: {ours:,.0f} img/s")
-        own = _chroma_own_rate(client, index, paths, read_source)
+        own = _chroma_own_rate(client, index, paths, read_image_source)
         log(f"  Chroma's own ingest of the same records: {own:,.0f} vectors/s")
     return {"img_per_s": ours, "chroma_own_vectors_per_s": own, "share": ours / own}
 

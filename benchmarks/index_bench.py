@@ -130,13 +130,13 @@ def bench_add_files(client: Any, root: Path, n: int, repeats: int) -> Figure:
     baseline's metadata is computed before its timing starts); the difference is the
     index's own work: reading and hashing, the lookups per chunk, and the writer thread.
     """
-    from clip_multimodal.index._sources import read_source
+    from clip_multimodal.index import read_image_source
     from clip_multimodal.testing import FakeEncoder
 
     _write_folder(root, n)
     paths = sorted(str(p) for p in root.rglob("*.png"))
     encoder = FakeEncoder(dim=512)
-    records = [read_source(p).metadata() for p in paths]  # what the index stores
+    records = [read_image_source(p).metadata() for p in paths]  # what the index stores
 
     def raw_add(col: Any) -> None:
         vectors = encoder.embed_images(paths)

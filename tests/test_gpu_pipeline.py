@@ -338,6 +338,33 @@ def test_add_to_index_writes_the_records_add_would(
         assert cos > 0.999
 
 
+def test_add_to_index_refuses_a_read_only_index_before_embedding(
+    tiny_encoder: CLIPEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chromadb
+
+    from clip_multimodal.errors import ReadOnlyIndexError
+
+    paths, _ = _mixed_files(tmp_path / "files")
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    ImageIndex(tiny_encoder, collection="theirs", client=client)
+    index = ImageIndex.open_read_only(tiny_encoder, "theirs", client=client)
+    calls: list[int] = []
+    real = tiny_encoder.embed_pixels
+
+    def counting(pixels: torch.Tensor) -> np.ndarray:
+        calls.append(len(pixels))
+        return real(pixels)
+
+    monkeypatch.setattr(tiny_encoder, "embed_pixels", counting)
+    with pytest.raises(ReadOnlyIndexError, match="theirs"):
+        GPUImagePipeline(tiny_encoder, batch_size=4).add_to_index(index, paths)
+    assert calls == [] and index.count() == 0
+    # The same pipeline still embeds: the refusal came first, not from a broken model.
+    GPUImagePipeline(tiny_encoder, batch_size=4).embed(paths[:2])
+    assert calls
+
+
 def test_fit_batch_size_is_the_encoders_on_cpu(tiny_encoder: CLIPEncoder) -> None:
     assert GPUImagePipeline(tiny_encoder).batch_size == tiny_encoder.batch_size
 

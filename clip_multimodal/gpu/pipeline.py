@@ -10,7 +10,7 @@ Three stages run at once, each on its own thread:
    stream, so it overlaps the model);
 3. **model**: the caller's thread runs the image tower (bf16 on CUDA) on the batch.
 
-`add_to_index` adds a fourth: the index's background writer stores batch k while batch k+1
+`add_to_index` adds a fourth: the index's writer (`ImageIndex.writer()`) stores batch k while batch k+1
 is embedded, so Chroma, not Python, sets the pace.
 
 The same code runs on the CPU (torch ops are device-agnostic), which is how the tests check
@@ -212,25 +212,22 @@ class GPUImagePipeline:
         Unlike `add`, stored ids are not looked up first: this is the bulk first ingest, and
         re-adding an existing id leaves its record as it is.
         """
-        from clip_multimodal.index import FailedItem, IndexReport
-        from clip_multimodal.index._ingest import WriteBatch
-        from clip_multimodal.index._writer import BackgroundWriter
+        from clip_multimodal.index import FailedItem, ImageRecord, IndexReport
 
         report = IndexReport(ids=[None] * len(sources))
-        with BackgroundWriter[WriteBatch](index._write) as writer:
+        # Entered before the first batch: a read-only index refuses before anything embeds.
+        with index.writer() as writer:
             for batch in self.stream(list(sources), _read_for_index):
-                records = WriteBatch()
+                records = []
                 for row, position in enumerate(batch.positions):
                     src = batch.infos[position]
-                    meta = src.metadata()
-                    records.new.append((src.sha256, batch.vectors[row], meta, src.uri, None))
+                    records.append(ImageRecord.from_source(src, batch.vectors[row]))
                     report.ids[position] = src.sha256
                 for error in batch.errors.values():
                     report.failed.append(FailedItem(error.source, error.reason))
-                report.added += len(records.new)
-                report.embedded += len(records.new)
-                if records.new:
-                    writer.put(records)
+                report.added += len(records)
+                report.embedded += len(records)
+                writer.put(records)
         return report
 
     # -- the read and decode stages (on the decode thread) -------------------------------
@@ -299,10 +296,10 @@ class GPUImagePipeline:
 def _read_for_index(source: ImageInput) -> Loaded:
     """Read, hash and probe like `ImageIndex.add`, then route the bytes for decoding."""
     from clip_multimodal.images import describe_source
-    from clip_multimodal.index._sources import read_source
+    from clip_multimodal.index import read_image_source
 
     try:
-        src = read_source(source)
+        src = read_image_source(source)
     except ImageLoadError as exc:
         return Loaded(describe_source(source), error=exc)
     return load_payload(src.payload, src.desc, info=src)

@@ -3,8 +3,11 @@
 `ImageIndex` is the entry point; the CLI, the server and the framework adapters sit on it.
 Scores are cosine similarity, higher is better. `ImageIndex.open_read_only` searches
 collections other tools wrote; `describe_collection` reports what a collection holds.
+Pipelines that embed elsewhere read inputs with `read_image_source` and store
+`ImageRecord`s through `ImageIndex.writer()`.
 """
 
+from clip_multimodal.index._bulk import ImageRecord, IndexWriter
 from clip_multimodal.index._index import ImageIndex
 from clip_multimodal.index._records import (
     RESERVED_KEYS,
@@ -13,6 +16,7 @@ from clip_multimodal.index._records import (
     IndexReport,
     SearchHit,
 )
+from clip_multimodal.index._sources import ImageSource, read_image_source
 from clip_multimodal.index._store import CollectionInfo, default_data_dir, describe_collection
 from clip_multimodal.index._sync import DEFAULT_PATTERNS
 
@@ -22,9 +26,13 @@ __all__ = [
     "CollectionInfo",
     "FailedItem",
     "ImageIndex",
+    "ImageRecord",
+    "ImageSource",
     "IndexRecord",
     "IndexReport",
+    "IndexWriter",
     "SearchHit",
     "default_data_dir",
     "describe_collection",
+    "read_image_source",
 ]

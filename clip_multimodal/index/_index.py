@@ -16,6 +16,7 @@ from PIL import Image
 
 from clip_multimodal import images
 from clip_multimodal.errors import ReadOnlyIndexError
+from clip_multimodal.index._bulk import IndexWriter
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
 from clip_multimodal.index._records import (
     IndexRecord,
@@ -287,6 +288,35 @@ class ImageIndex:
             rows = batch.changed if replace else batch.new
             rows.append((id_, vectors[i], merge_metadata(metas[i], own), uri_list[i], docs[i]))
         self._write(batch)
+
+    @contextmanager
+    def writer(self) -> Iterator[IndexWriter]:
+        """Store records embedded elsewhere, writes overlapping the caller's embedding.
+
+        For pipelines that embed with their own model runner (a GPU job): read each input
+        with `read_image_source`, embed its `payload`, and `put` the `ImageRecord`s. Each
+        `put` queues its batch (waiting only while the queue is full); one background
+        thread writes the batches in order (merging those that wait), under the index's
+        lock. Leaving the block waits for every write;
+        a write's error is raised from the next `put` or on leaving.
+
+        Records are added as new: an id already stored keeps its record. Nothing is looked
+        up first, so this is the bulk ingest path; `add` is the one that dedupes.
+
+        Raises:
+            ReadOnlyIndexError: the index was opened read-only (raised on entering, before
+                the caller embeds anything).
+
+        Example:
+            >>> with index.writer() as writer:
+            ...     for batch in batches:
+            ...         sources = [read_image_source(p) for p in batch]
+            ...         vectors = my_model([s.payload for s in sources])
+            ...         writer.put(ImageRecord.from_source(s, v) for s, v in zip(sources, vectors))
+        """
+        self._check_writable("add to")
+        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as background:
+            yield IndexWriter(background, self._check_vectors)
 
     def index_folder(
         self,

@@ -17,7 +17,7 @@ import numpy as np
 
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.index._records import FailedItem, IndexReport, Metadata, merge_metadata
-from clip_multimodal.index._sources import Source, read_many
+from clip_multimodal.index._sources import ImageSource, read_many
 from clip_multimodal.types import ImageInput
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class CallState:
 @dataclass
 class _Ready:
     job: Job
-    source: Source
+    source: ImageSource
     id: str
     metadata: Metadata
     stored: Mapping[str, Any] | None  # the existing record's metadata, if the id exists

@@ -25,7 +25,7 @@ from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.index._records import Metadata
 from clip_multimodal.types import ImageInput
 
-__all__ = ["Source", "read_many", "read_source"]
+__all__ = ["ImageSource", "read_image_source", "read_many"]
 
 _ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 _OCTET = "application/octet-stream"
@@ -33,8 +33,24 @@ _READERS = 8  # file and URL reads wait on I/O, not the CPU
 
 
 @dataclass
-class Source:
-    """One readable input: what the model needs (`payload`) and what the record stores."""
+class ImageSource:
+    """One input, read and hashed as `ImageIndex.add` reads it, pixels not yet decoded.
+
+    For pipelines that embed elsewhere: give `payload` to the model, then store the vector
+    with `ImageRecord.from_source(source, vector)` through `ImageIndex.writer()`.
+
+    Attributes:
+        desc: a short description of the input, for error messages.
+        uri: the absolute path or URL the record keeps; None for bytes and pixels.
+        payload: what the model decodes: the encoded bytes, or RGB pixels (a PIL image)
+            when the input was already decoded.
+        sha256: the content hash (of the bytes, or of the pixels); the default record id.
+        mime: the format's MIME type.
+        width: the oriented width in pixels (EXIF rotation applied).
+        height: the oriented height in pixels.
+        size: the input's size in bytes.
+        mtime_ns: a file's modification time in nanoseconds; None for other inputs.
+    """
 
     desc: str
     uri: str | None
@@ -65,13 +81,13 @@ class Source:
         return meta
 
 
-def read_many(sources: Sequence[ImageInput]) -> list[Source | ImageLoadError]:
+def read_many(sources: Sequence[ImageInput]) -> list[ImageSource | ImageLoadError]:
     """Read every input; a failure is returned in its place, not raised.
 
     URLs are fetched on threads (they wait on the network). Local files are read in turn:
     on a small machine, threads made reading 1,000 small files four times slower.
     """
-    out: list[Source | ImageLoadError | None] = [None] * len(sources)
+    out: list[ImageSource | ImageLoadError | None] = [None] * len(sources)
     urls = [i for i, s in enumerate(sources) if _is_url(s)]
     if len(urls) > 1:
         with ThreadPoolExecutor(min(_READERS, len(urls))) as pool:
@@ -88,15 +104,21 @@ def _is_url(source: ImageInput) -> bool:
     return isinstance(source, str) and urlsplit(source).scheme.lower() in ("http", "https")
 
 
-def _read_or_error(source: ImageInput) -> Source | ImageLoadError:
+def _read_or_error(source: ImageInput) -> ImageSource | ImageLoadError:
     try:
-        return read_source(source)
+        return read_image_source(source)
     except ImageLoadError as exc:
         return exc
 
 
-def read_source(source: ImageInput) -> Source:
-    """Read, hash and probe one input without decoding its pixels.
+def read_image_source(source: ImageInput) -> ImageSource:
+    """Read, hash and probe one input without decoding its pixels, as `ImageIndex.add` does.
+
+    Args:
+        source: any `ImageInput` (a path, URL, bytes, base64, PIL image or array).
+
+    Returns:
+        The ImageSource: the model's payload and the metadata a record stores.
 
     Raises:
         ImageLoadError: the input cannot be read, or its header is not an image.
@@ -108,7 +130,7 @@ def read_source(source: ImageInput) -> Source:
     data = images.read_bytes(source)
     mime, width, height = _probe(data, desc)
     digest = hashlib.sha256(data).hexdigest()
-    return Source(desc, uri, data, digest, mime, width, height, len(data), mtime_ns)
+    return ImageSource(desc, uri, data, digest, mime, width, height, len(data), mtime_ns)
 
 
 def _locate(source: ImageInput) -> tuple[str | None, int | None]:
@@ -127,11 +149,13 @@ def _locate(source: ImageInput) -> tuple[str | None, int | None]:
         return str(path), None
 
 
-def _from_pixels(source: Image.Image | np.ndarray[Any, Any]) -> Source:
+def _from_pixels(source: Image.Image | np.ndarray[Any, Any]) -> ImageSource:
     # Already decoded: the core loader normalizes to RGB and hashes the pixels.
     rgb, info = images.load_image_with_info(source)
     desc = images.describe_source(source)
-    return Source(desc, None, rgb, info.sha256, info.mime, info.width, info.height, info.size, None)
+    return ImageSource(
+        desc, None, rgb, info.sha256, info.mime, info.width, info.height, info.size, None
+    )
 
 
 def _probe(data: bytes, desc: str) -> tuple[str, int, int]:
