@@ -30,6 +30,7 @@ def run(data_dir: Path, model: str | None = None, k: int = 3) -> None:
     from clip_multimodal.index import ImageIndex
     from clip_multimodal.models import DEMO_MODEL
 
+    data_dir = Path(data_dir).expanduser().absolute()  # records hold absolute URIs
     images = data_dir / "demo-images"
     if not images.is_dir():
         write_demo_images(images)
