@@ -48,12 +48,12 @@ _ENCODERS_LOCK = threading.Lock()
 
 def _cached_encoder(model_name: str, pretrained: str | None, device: str) -> CLIPEncoder:
     """One encoder per model spec and device: rebuilding the function never reloads weights."""
-    key = (model_name, pretrained, device)
+    from clip_multimodal.encoder import CLIPEncoder, pick_device
+
+    key = (model_name, pretrained, str(pick_device(device)))  # "auto" and "cpu" share one
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
-            from clip_multimodal.encoder import CLIPEncoder
-
             encoder = CLIPEncoder(model_name, pretrained, device=device)
             _ENCODERS[key] = encoder
         return encoder

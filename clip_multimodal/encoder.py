@@ -97,6 +97,7 @@ class CLIPEncoder:
         self._lock = threading.Lock()
         self._workers = num_workers or min(8, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._dim: int | None = None
         wanted = self.device.type == "cuda" if device_pipeline is None else device_pipeline
         self._device_pipeline: Any = _make_device_pipeline(self) if wanted else None
@@ -222,7 +223,7 @@ class CLIPEncoder:
         return [pool.submit(self._prepare, source) for source in batch]
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
+        with self._pool_lock:  # not the model lock: queuing decodes must not wait on a forward
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="clip-preprocess")
             return self._pool

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import os
 import threading
 import time
 import uuid
@@ -143,6 +144,30 @@ def test_a_file_changed_or_deleted_since_indexing_is_not_served(
         deleted.unlink()
         _status(http.get(f"/v1/images/{ids['changed.png']}"), 404, "not_found")
         _status(http.get(f"/v1/images/{ids['deleted.png']}"), 404, "not_found")
+
+
+def test_a_same_size_rewrite_or_a_link_is_not_served(
+    store: dict[str, Any], demo_encoder: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    same, linked = folder / "same.png", folder / "linked.png"
+    same.write_bytes(png_bytes((9, 9, 9)))
+    linked.write_bytes(png_bytes((8, 8, 8)))
+    index: ImageIndex = store["index"]
+    index.index_folder(folder, progress=False)
+    ids = {Path(r.uri or "").name: r.id for r in index.get(_folder_ids(index, folder))}
+    with TestClient(_app(store, demo_encoder)) as http:
+        assert http.get(f"/v1/images/{ids['same.png']}").status_code == 200
+        size = same.stat().st_size
+        same.write_bytes(bytes(size))  # same length, other content, a new mtime
+        os.utime(same, ns=(same.stat().st_atime_ns, same.stat().st_mtime_ns + 10**9))
+        _status(http.get(f"/v1/images/{ids['same.png']}"), 404, "not_found")
+        secret = tmp_path / "secret.txt"
+        secret.write_bytes(linked.read_bytes())
+        linked.unlink()
+        linked.symlink_to(secret)  # same bytes, but now a link to another file
+        _status(http.get(f"/v1/images/{ids['linked.png']}"), 404, "not_found")
 
 
 def _folder_ids(index: ImageIndex, folder: Path) -> list[str]:

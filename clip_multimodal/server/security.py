@@ -101,7 +101,11 @@ class BodyLimitMiddleware:
 
 
 class TimeoutMiddleware:
-    """Answers 504 when a /v1 request runs longer than `seconds` (its work is cancelled)."""
+    """Answers 504 when a /v1 request runs longer than `seconds`.
+
+    The client is answered at once; model work already running in a worker thread finishes in
+    the background (threads cannot be interrupted), so the encoder stays consistent.
+    """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
@@ -123,7 +127,7 @@ class TimeoutMiddleware:
         except asyncio.TimeoutError:
             if started:  # too late to change the status; the client sees a cut response
                 raise
-            message = f"the request took longer than {self.seconds:g}s and was cancelled"
+            message = f"the request took longer than {self.seconds:g}s"
             await _send_error(send, 504, message)
 
 

@@ -194,7 +194,8 @@ class Service:
         """The local file and MIME type of an indexed image.
 
         Only a record's own URI is ever opened, never a path from the request, and only
-        when it is an absolute path to a regular file of the recorded size and image type.
+        when it is an absolute path to a regular file (not a link) of the recorded image type,
+        size and modification time.
         """
         if not record_id or len(record_id) > 512:
             raise ApiError(404, "no image with this id in the index")
@@ -207,8 +208,7 @@ class Service:
         if path is None:
             raise ApiError(404, f"image {record_id!r} has no local file to serve")
         mime = str(record.metadata.get("mime", ""))
-        size = record.metadata.get("size")
-        if not mime.startswith("image/") or (isinstance(size, int) and size != _size(path)):
+        if not mime.startswith("image/") or not _unchanged(path, record.metadata):
             raise ApiError(404, f"image {record_id!r} changed since it was indexed; re-index it")
         return path, mime
 
@@ -261,20 +261,28 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def local_file(uri: str | None) -> Path | None:
-    """The absolute path of an existing regular file named by a record's URI, else None."""
+    """The absolute path of an existing regular file named by a record's URI, else None.
+
+    Links are refused: what was indexed is the file, not whatever a link points at now.
+    """
     if not uri or _URL.match(uri) or uri.startswith("data:"):
         return None
     path = Path(uri)
-    if not path.is_absolute() or not path.is_file():
+    if not path.is_absolute() or path.is_symlink() or not path.is_file():
         return None
     return path
 
 
-def _size(path: Path) -> int | None:
+def _unchanged(path: Path, metadata: Mapping[str, Any]) -> bool:
+    """The file still has the size (and, where recorded, the mtime) the index saw."""
+    size, mtime_ns = metadata.get("size"), metadata.get("mtime_ns")
     try:
-        return path.stat().st_size
-    except OSError:
-        return None
+        stat = path.stat()
+    except OSError:  # removed since the check above
+        return False
+    if not isinstance(size, int) or size != stat.st_size:
+        return False
+    return not isinstance(mtime_ns, int) or mtime_ns == stat.st_mtime_ns
 
 
 def _save(data: bytes, folder: Path) -> Path | str:

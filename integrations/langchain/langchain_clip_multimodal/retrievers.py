@@ -102,9 +102,15 @@ class CLIPImageRetriever(BaseRetriever):
         k = self.k if k is None else k
         where = self.where if where is None else where
         threshold = self.score_threshold if score_threshold is None else score_threshold
-        hits = self.index.search(query, k, where)
+        hits = self.index.search(query, k, _images_only(where))
         return [_document(h) for h in hits if threshold is None or h.score >= threshold]
 
 
+def _images_only(where: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Text records (CLIPChroma.add_texts) share the collection; an image retriever skips them."""
+    image = {"modality": "image"}
+    return {"$and": [dict(where), image]} if where else image
+
+
 def _document(hit: SearchHit) -> Document:
-    return record_document(hit.id, hit.uri, hit.metadata, None, extra={"score": hit.score})
+    return record_document(hit.id, hit.uri, hit.metadata, hit.document, extra={"score": hit.score})

@@ -68,3 +68,21 @@ def test_retrieved_images_become_vision_blocks(lc_demo_index: Any) -> None:
     blocks = documents_to_image_blocks(docs, max_side=32)
     assert [b["type"] for b in blocks] == ["image", "image"]
     assert all(base64.b64decode(b["base64"])[:3] == b"\xff\xd8\xff" for b in blocks)  # JPEG
+
+
+def test_text_records_beside_images_are_not_retrieved_and_captions_are(
+    demo_encoder: Any, demo_image: Any, tmp_path: Any
+) -> None:
+    """CLIPChroma keeps texts and images in one collection; the image retriever skips texts."""
+    from langchain_clip_multimodal import CLIPChroma, CLIPEmbeddings
+
+    store = CLIPChroma(
+        "mixed", CLIPEmbeddings(encoder=demo_encoder), persist_directory=str(tmp_path)
+    )
+    store.add_texts(["a handwritten seven", "a handwritten seven, again"])
+    seven = str(demo_image("digits", "seven"))
+    store.index.add([seven], documents=["my favourite seven"])
+    docs = CLIPImageRetriever(index=store.index, k=3).invoke("a handwritten seven")
+    assert [d.metadata["uri"] for d in docs] == [seven]
+    assert docs[0].page_content.endswith(": my favourite seven")
+    assert docs[0].metadata["modality"] == "image"
