@@ -376,6 +376,17 @@ def test_filters_on_real_chroma(
     assert all(predicate(h.node.metadata) for h in hits)
 
 
+def test_filters_changed_after_construction_apply(
+    any_retriever: Callable[..., CLIPImageRetriever], images: list[Path]
+) -> None:
+    retriever = any_retriever(image_similarity_top_k=len(images))
+    assert len(retriever.text_to_image_retrieve("anything")) == len(images)
+    retriever.filters = MetadataFilters(filters=[_f("group", FilterOperator.EQ, "digits")])
+    hits = retriever.text_to_image_retrieve("anything")
+    assert 0 < len(hits) < len(images)
+    assert all(h.node.metadata["group"] == "digits" for h in hits)
+
+
 def test_unsupported_operator_fails_at_construction(our_index: ImageIndex) -> None:
     filters = MetadataFilters(filters=[_f("group", FilterOperator.TEXT_MATCH, "dig")])
     with pytest.raises(ValueError, match="text_match"):

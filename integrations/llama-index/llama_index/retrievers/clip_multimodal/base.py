@@ -105,8 +105,8 @@ class CLIPImageRetriever(MultiModalRetriever):
         elif collection is not None:
             self._index = ImageIndex.open_read_only(self._encoder, collection)
         self.image_similarity_top_k = image_similarity_top_k
+        to_chroma_where(filters)  # fail fast on an unsupported operator
         self.filters = filters
-        self._where = to_chroma_where(filters)  # fail fast on an unsupported operator
         self._text_retriever = text_retriever
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -202,9 +202,9 @@ class CLIPImageRetriever(MultiModalRetriever):
     # -- helpers ------------------------------------------------------------------------
 
     def _search(self, vector: np.ndarray) -> list[NodeWithScore]:
-        norm = float(np.linalg.norm(vector))
-        unit = np.asarray(vector / max(norm, 1e-12), dtype=np.float32)
-        hits = self._index.search_by_vector(unit, self.image_similarity_top_k, self._where)
+        # The core normalizes the vector; filters are read per call, so changing them works.
+        where = to_chroma_where(self.filters)
+        hits = self._index.search_by_vector(vector, self.image_similarity_top_k, where)
         name = self._index.name
         return [NodeWithScore(node=hit_to_node(hit, name), score=hit.score) for hit in hits]
 
