@@ -130,14 +130,7 @@ def test_a_record_without_a_local_file_is_not_served(
 def test_a_file_changed_or_deleted_since_indexing_is_not_served(
     store: dict[str, Any], demo_encoder: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    changed, deleted = folder / "changed.png", folder / "deleted.png"
-    changed.write_bytes(png_bytes((9, 9, 9)))
-    deleted.write_bytes(png_bytes((8, 8, 8)))
-    index: ImageIndex = store["index"]
-    index.index_folder(folder, progress=False)
-    ids = {Path(r.uri or "").name: r.id for r in index.get(_folder_ids(index, folder))}
+    (changed, deleted), ids = _indexed_pngs(store, tmp_path, "changed.png", "deleted.png")
     with TestClient(_app(store, demo_encoder)) as http:
         assert http.get(f"/v1/images/{ids['changed.png']}").status_code == 200
         changed.write_bytes(b"now a different, longer file that is not the indexed image")
@@ -149,14 +142,7 @@ def test_a_file_changed_or_deleted_since_indexing_is_not_served(
 def test_a_same_size_rewrite_or_a_link_is_not_served(
     store: dict[str, Any], demo_encoder: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    same, linked = folder / "same.png", folder / "linked.png"
-    same.write_bytes(png_bytes((9, 9, 9)))
-    linked.write_bytes(png_bytes((8, 8, 8)))
-    index: ImageIndex = store["index"]
-    index.index_folder(folder, progress=False)
-    ids = {Path(r.uri or "").name: r.id for r in index.get(_folder_ids(index, folder))}
+    (same, linked), ids = _indexed_pngs(store, tmp_path, "same.png", "linked.png")
     with TestClient(_app(store, demo_encoder)) as http:
         assert http.get(f"/v1/images/{ids['same.png']}").status_code == 200
         size = same.stat().st_size
@@ -168,6 +154,21 @@ def test_a_same_size_rewrite_or_a_link_is_not_served(
         linked.unlink()
         linked.symlink_to(secret)  # same bytes, but now a link to another file
         _status(http.get(f"/v1/images/{ids['linked.png']}"), 404, "not_found")
+
+
+def _indexed_pngs(
+    store: dict[str, Any], tmp_path: Path, *names: str
+) -> tuple[list[Path], dict[str, str]]:
+    """Write one small PNG per name into a fresh folder, index it; (paths, name -> id)."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = [folder / name for name in names]
+    for i, path in enumerate(paths):
+        path.write_bytes(png_bytes((9 - i, 9 - i, 9 - i)))
+    index: ImageIndex = store["index"]
+    index.index_folder(folder, progress=False)
+    ids = {Path(r.uri or "").name: r.id for r in index.get(_folder_ids(index, folder))}
+    return paths, ids
 
 
 def _folder_ids(index: ImageIndex, folder: Path) -> list[str]:
