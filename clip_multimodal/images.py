@@ -37,11 +37,13 @@ from clip_multimodal.types import ImageInput
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
     "ImageInfo",
     "ImageInput",
     "describe_source",
     "fetch_url",
     "file_fingerprint",
+    "is_image_query",
     "is_image_reference",
     "load_image",
     "load_image_with_info",
@@ -54,8 +56,16 @@ __all__ = [
 DEFAULT_MAX_PIXELS: int = 89_478_485  # PIL's own default limit
 DEFAULT_MAX_BYTES: int = 50 * 2**20
 
+#: The file name endings the query rule reads as an image (`is_image_query`).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_BASE64 = re.compile(r"^[A-Za-z0-9+/\r\n]+={0,2}\s*$")  # wrapped lines, never spaces
+# Matched after rstrip, with fullmatch: a trailing \s* after [...\r\n]+ backtracked
+# quadratically on runs of newlines (13 s for 60k).
+_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")  # wrapped lines, never spaces
+# Where a path starts: / \ ./ ../ .\ ..\ a drive (C:\ or C:/), ~ or ~user then a separator.
+_PATH_START = re.compile(r"[/\\]|\.{1,2}[/\\]|[A-Za-z]:[/\\]|~[^\s/\\]*(?:[/\\]|$)")
+_SPACE = re.compile(r"\s")
 _MIN_BASE64_CHARS = 32  # shorter strings cannot hold a real image; treat them as paths
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF values that swap width and height
@@ -108,7 +118,7 @@ def _classify(text: str) -> str:
         return "url" if match.group(1).lower() in ("http", "https") else "scheme"
     if _is_file(text):
         return "path"
-    if len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text):
+    if len(text) >= _MIN_BASE64_CHARS and _BASE64.fullmatch(text.rstrip()):
         return "base64"
     return "path"
 
@@ -118,7 +128,7 @@ def _is_file(text: str) -> bool:
         return False
     try:
         return Path(text).expanduser().is_file()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: ~nosuchuser
         return False
 
 
@@ -159,6 +169,34 @@ def describe_source(source: object) -> str:
 def is_image_reference(text: str) -> bool:
     """True for an existing file path, an http(s) URL or a data: URI."""
     return _classify(text) in ("url", "data") or _is_file(text)
+
+
+def _looks_like_path(text: str) -> bool:
+    return bool(
+        _PATH_START.match(text)
+        or text[-6:].lower().endswith(IMAGE_EXTENSIONS)
+        or (("/" in text or "\\" in text) and not _SPACE.search(text))
+    )
+
+
+def is_image_query(text: str) -> bool:
+    """The query rule: whether a str query (query_type="auto") is an image, never text.
+
+    It is an image when it looks like a path or URL, so that a mistyped path raises
+    `ImageLoadError` instead of silently searching for its words. That is, when it
+
+    1. starts with `data:` or a URL scheme (`SCHEME://`; only http(s) loads),
+    2. starts with `/`, `\\`, `./`, `../`, a drive (`C:\\`), `~/` or `~user/` (or is `~user`),
+    3. ends with an image extension (`IMAGE_EXTENSIONS`, any case),
+    4. is one word (no whitespace) holding a `/` or `\\`, or
+    5. names an existing file.
+
+    Anything else is text: "a black/white cat" is text, "photos/cat" is an image path.
+    Linear in the length of `text`, and never raises.
+    """
+    if text[:5].lower() == "data:" or _SCHEME.match(text):
+        return True
+    return _looks_like_path(text) or _is_file(text)
 
 
 # --- reading encoded bytes --------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from clip_multimodal import images
-from clip_multimodal.errors import ReadOnlyIndexError
+from clip_multimodal.errors import ImageLoadError, ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
 from clip_multimodal.index._records import (
@@ -430,7 +430,12 @@ class ImageIndex:
         if _is_text_query(query, query_type):
             vectors = self.encoder.embed_texts([str(query)])
         else:
-            vectors = self.encoder.embed_images([query])
+            try:
+                vectors = self.encoder.embed_images([query])
+            except ImageLoadError as exc:
+                if query_type == "auto" and isinstance(query, str):
+                    raise _read_as_image(exc) from exc
+                raise
         return np.asarray(vectors[0], dtype=np.float32)
 
     def search(
@@ -445,17 +450,23 @@ class ImageIndex:
         """The k images closest to a text or an image, best first.
 
         Args:
-            query: a text, or an image: a str is an image when it is an existing path, an
-                http(s) URL or a data: URI (`query_type="auto"`), else a text. Bytes, Path,
-                PIL images and arrays are images.
+            query: a text, or an image. With `query_type="auto"` a str that looks like a
+                path or URL is an image, which must load (`images.is_image_query` states the
+                rule: a URL or data: URI; a str starting with / \\ ./ ../ ~ or a drive;
+                ending with an image extension; one word holding / or \\; an existing file);
+                any other str is a text. Bytes, Path, PIL images and arrays are images.
             k: how many hits.
             where: a Chroma metadata filter, e.g. `{"mime": "image/png"}`.
             where_document: a Chroma document filter, e.g. `{"$contains": "cat"}`.
-            query_type: "auto", or force "text" or "image".
+            query_type: "auto", or force "text" (say, to search for the words "AC/DC") or
+                "image" (say, for base64 image data).
 
         Returns:
             SearchHits; `score` is cosine similarity (from Chroma's distance, by the
             collection's space).
+
+        Raises:
+            ImageLoadError: an image query, or a str read as one, cannot be loaded.
         """
         return self.search_by_vector(self.embed_query(query, query_type), k, where, where_document)
 
@@ -599,7 +610,16 @@ def _is_text_query(query: object, query_type: QueryType) -> bool:
         if query_type == "text" and not isinstance(query, str):
             raise TypeError(f"a text query must be a str, got {type(query).__name__}")
         return query_type == "text"
-    return isinstance(query, str) and not images.is_image_reference(query)
+    return isinstance(query, str) and not images.is_image_query(query)
+
+
+def _read_as_image(exc: ImageLoadError) -> ImageLoadError:
+    """The load error of a str the query rule read as an image, saying how to search its words."""
+    return ImageLoadError(
+        exc.source,
+        f"{exc.reason}. A str that looks like a path or URL is read as an image; to search "
+        'for its words, pass query_type="text"',
+    )
 
 
 def _as_list(sources: Sequence[ImageInput]) -> list[ImageInput]:
