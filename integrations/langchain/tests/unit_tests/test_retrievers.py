@@ -12,6 +12,8 @@ from langchain_clip_multimodal import CLIPImageRetriever
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
+from clip_multimodal.errors import ImageLoadError
+
 
 def test_an_image_path_is_an_image_query(fake_index: Any, colour_pngs: list[Path]) -> None:
     docs = CLIPImageRetriever(index=fake_index, k=2).invoke(str(colour_pngs[2]))
@@ -27,8 +29,14 @@ def test_an_image_path_is_an_image_query(fake_index: Any, colour_pngs: list[Path
 
 def test_other_strings_are_text_queries(fake_index: Any, fake_encoder: Any) -> None:
     fake_encoder.calls.clear()
-    CLIPImageRetriever(index=fake_index).invoke("not/a/file.png")
+    CLIPImageRetriever(index=fake_index).invoke("a black/white cat")
     assert fake_encoder.calls == [("embed_texts", 1)]
+
+
+def test_a_path_like_string_must_load(fake_index: Any) -> None:
+    # The core's query rule: a str that looks like a path never silently becomes text.
+    with pytest.raises(ImageLoadError, match='query_type="text"'):
+        CLIPImageRetriever(index=fake_index).invoke("not/a/file.png")
 
 
 def test_k_where_and_threshold_per_call_override_construction(
