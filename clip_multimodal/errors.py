@@ -8,6 +8,7 @@ __all__ = [
     "IncompatibleIndexError",
     "IndexNotFoundError",
     "IndexUnavailableError",
+    "InvalidCollectionNameError",
     "MissingDependencyError",
     "ModelNotAvailableError",
     "ReadOnlyIndexError",
@@ -46,6 +47,10 @@ class IndexUnavailableError(CLIPMultimodalError):
 
 class IndexNotFoundError(CLIPMultimodalError, LookupError):
     """The collection asked for does not exist (opening read-only never creates one)."""
+
+
+class InvalidCollectionNameError(CLIPMultimodalError, ValueError):
+    """A collection name Chroma would refuse; raised before any model loads or store opens."""
 
 
 class ReadOnlyIndexError(CLIPMultimodalError):

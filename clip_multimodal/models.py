@@ -88,6 +88,12 @@ def portable_model_name(model_name: str) -> str:
 
 
 def _resolve_local_dir(path: Path) -> ResolvedModel:
+    if not path.is_dir():
+        state = "is not a folder" if path.exists() else "does not exist"
+        raise ModelNotAvailableError(
+            f"local-dir:{path} {state}. A local-dir model is a folder with "
+            "open_clip_config.json (model_cfg, preprocess_cfg) and a weights file."
+        )
     config_path = path / "open_clip_config.json"
     if not config_path.is_file():
         raise ModelNotAvailableError(

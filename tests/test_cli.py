@@ -125,7 +125,7 @@ def test_index_exits_non_zero_and_names_the_failed_file(
     assert code == 1
     assert "added 1," in out and "failed 1" in out
     assert "failed: " in out and "broken.png" in out
-    assert err.strip().startswith("error: 1 image(s) could not be indexed")
+    assert err.strip().startswith("error: 1 image could not be indexed")
 
 
 def test_text_search_prints_hits_and_json(
@@ -166,8 +166,8 @@ def test_info_shows_the_model_and_the_collection(
     code, out, _ = run(capsys, "info", *indexed)
     assert "48 images" in out and "matches the model" in out
     missing = [*indexed[:2], "--collection", "never-made"]
-    code, out, _ = run(capsys, "info", *missing)
-    assert code == 0 and "not created yet" in out
+    code, out, err = run(capsys, "info", *missing)
+    assert code == 1 and "never-made (not found)" in out and "no collection 'never-made'" in err
 
 
 def test_index_and_search_against_a_chroma_server(
@@ -213,10 +213,10 @@ def test_classify_labels_each_image_and_reports_a_bad_one(
 def test_runtime_errors_print_one_line_and_a_traceback_only_with_debug(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    argv = ["search", "x", "--model", f"local-dir:{tmp_path / 'nope'}", "--data-dir", str(tmp_path)]
+    argv = ["info", "--model", f"local-dir:{tmp_path / 'nope'}", "--data-dir", str(tmp_path)]
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1 and "open_clip_config.json" in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "does not exist" in err
     code, _, err = run(capsys, *argv, "--debug")
     assert code == 1 and "Traceback (most recent call last)" in err
     assert err.strip().splitlines()[-1].startswith("error: ")

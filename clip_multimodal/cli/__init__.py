@@ -7,6 +7,8 @@ error or a failed item, 2 a usage error. Errors print one line; `--debug` adds t
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -25,10 +27,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(lambda: run_train(args_list[1:]), debug="--debug" in args_list)
     parser = build_parser()
     try:
+        _suggest_command(parser, args_list[:1])
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # --help, --version, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else 2
     return _guarded(lambda: COMMANDS[args.command](args), debug=args.debug, command=args.command)
+
+
+def _suggest_command(parser: argparse.ArgumentParser, first: list[str]) -> None:
+    """argparse only lists the commands; name the one a misspelling is closest to."""
+    if not first or first[0].startswith("-") or first[0] in COMMANDS:
+        return
+    close = difflib.get_close_matches(first[0], list(COMMANDS), n=1)
+    if close:
+        commands = ", ".join(COMMANDS)
+        parser.exit(
+            2,
+            f"{parser.format_usage()}{parser.prog}: error: unknown command {first[0]!r}; "
+            f"did you mean {close[0]!r}? (commands: {commands})\n",
+        )
 
 
 def _guarded(run: Callable[[], int], *, debug: bool, command: str | None = None) -> int:

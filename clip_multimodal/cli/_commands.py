@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.cli._context import (
     UsageError,
+    check_collection,
     chroma_location,
     data_dir,
+    find_collection,
+    index_command,
     model_spec,
     open_encoder,
     open_index,
     parse_where,
+    server_address,
 )
 
 if TYPE_CHECKING:
-    from clip_multimodal.index import SearchHit
+    from PIL import Image
+
+    from clip_multimodal.index import CollectionInfo, IndexReport, SearchHit
     from clip_multimodal.server.settings import ServerSettings
 
 __all__ = ["COMMANDS", "run_train"]
@@ -36,6 +42,11 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 image', '2 images'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 # -- index ----------------------------------------------------------------------------------
 
 
@@ -44,9 +55,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder; `index` takes folders of images")
+    check_collection(args)
     index = open_index(args, open_encoder(args))
     patterns = {"patterns": args.patterns} if args.patterns else {}
-    failed = 0
+    failed = empty = 0
     for folder in folders:
         report = index.index_folder(
             folder, args.recursive, progress=None if args.progress else False, **patterns
@@ -55,10 +67,28 @@ def cmd_index(args: argparse.Namespace) -> int:
         for item in report.failed:
             print(f"  failed: {item.source}: {item.reason}")
         failed += len(report.failed)
-    print(f"collection {args.collection!r}: {index.count()} images")
+        if _found_nothing(report):
+            empty += 1
+            _err(_no_images(folder, args))
+    print(f"collection {args.collection!r}: {_count(index.count(), 'image')}")
     if failed:
-        _err(f"error: {failed} image(s) could not be indexed (listed above)")
-    return 1 if failed else 0
+        _err(f"error: {_count(failed, 'image')} could not be indexed (listed above)")
+    return 1 if failed or empty else 0
+
+
+def _found_nothing(report: IndexReport) -> bool:
+    return report.added + report.updated + report.unchanged + len(report.failed) == 0
+
+
+def _no_images(folder: Path, args: argparse.Namespace) -> str:
+    from clip_multimodal.index import DEFAULT_PATTERNS
+
+    looked = ", ".join(args.patterns or DEFAULT_PATTERNS)
+    where = "under" if args.recursive else "in"
+    return (
+        f"error: no image files found {where} {folder} (looked for {looked}); "
+        "name other files with --pattern GLOB"
+    )
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -70,22 +100,47 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     where = parse_where(args.where)
-    model_spec(args)  # a usage error before the model loads
-    index = open_index(args, open_encoder(args))
-    if args.text is not None:
-        hits = index.search(args.text, args.k, where, query_type="text")
+    model_spec(args)  # usage errors, then missing inputs, before the model loads
+    check_collection(args)
+    image = _query_image(args.image) if args.image is not None else None
+    found = find_collection(args)
+    index = open_index(args, open_encoder(args), read_only=True)
+    if image is not None:
+        hits = index.search(image, args.k, where, query_type="image")
     else:
-        hits = index.search(args.image, args.k, where, query_type="image")
+        _note_path_like_text(args.text)
+        hits = index.search(args.text, args.k, where, query_type="text")
     if args.json:
         print(json.dumps([_hit_json(h) for h in hits], indent=2))
     else:
         for hit in hits:
             print(f"{hit.score:7.3f}  {hit.uri or hit.id}")
-    if not hits and index.count() == 0:
-        _err(
-            f"collection {args.collection!r} is empty; index images first: clip-multimodal index DIR"
-        )
+    if not hits and found.count == 0:
+        _err(_empty(found, args))
     return 0
+
+
+def _query_image(source: str) -> Image.Image:
+    """Load the --image query first: a missing file or a folder fails before the model loads."""
+    from clip_multimodal.images import load_image
+
+    return load_image(source)
+
+
+def _note_path_like_text(text: str) -> None:
+    # The positional query is always text; say so when it reads like an image reference.
+    from clip_multimodal.images import is_image_query
+
+    if is_image_query(text):
+        _err(f"note: searching for the text {text!r}; to search by this image, use --image {text}")
+
+
+def _empty(found: CollectionInfo, args: argparse.Namespace) -> str:
+    where = chroma_location(args)
+    place = where["path"] if "path" in where else server_address(where)
+    return (
+        f"collection {found.name!r} in {place} is empty; index images first: {index_command(args)}"
+    )
 
 
 def _hit_json(hit: SearchHit) -> dict[str, Any]:
@@ -117,16 +172,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from clip_multimodal.errors import ImageLoadError
     from clip_multimodal.images import load_image
 
-    encoder = open_encoder(args)
+    model_spec(args)
     loaded, errors = [], []
-    for source in args.images:  # load first: one bad image is reported, the rest classified
+    for source in args.images:  # before the model: one bad image is reported, the rest classified
         try:
             loaded.append((source, load_image(source)))
         except ImageLoadError as exc:
             errors.append((source, str(exc)))
     results: list[tuple[str, list[tuple[str, float]]]] = []
     if loaded:
-        probs = encoder.classify([img for _, img in loaded], labels, templates)
+        probs = open_encoder(args).classify([img for _, img in loaded], labels, templates)
         for (source, _), row in zip(loaded, probs, strict=True):
             ranked = sorted(zip(labels, map(float, row), strict=True), key=lambda x: -x[1])
             results.append((source, ranked))
@@ -158,29 +213,24 @@ def _print_classes(
 # -- info -----------------------------------------------------------------------------------
 
 
-def _collection_info(args: argparse.Namespace) -> dict[str, Any]:
-    from clip_multimodal.index import describe_collection
+def _collection_info(args: argparse.Namespace) -> tuple[dict[str, Any], Exception | None]:
+    """The collection as `info` shows it, and the error that says where it is missing."""
+    from clip_multimodal.errors import IndexNotFoundError
 
-    where = chroma_location(args)
-    found = describe_collection(
-        args.collection, where.get("path"), host=where.get("host"), port=where.get("port")
-    )
-    if found is None:
-        return {"name": args.collection, "exists": False}
-    return {
-        "name": args.collection,
-        "exists": True,
-        "count": found.count,
-        "model_id": found.model_id,
-        "dim": found.dim,
-    }
+    try:
+        found = find_collection(args)
+    except IndexNotFoundError as exc:
+        return {"name": args.collection, "exists": False}, exc
+    collection = {"name": args.collection, "exists": True, "count": found.count}
+    return {**collection, "model_id": found.model_id, "dim": found.dim}, None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    check_collection(args)
     encoder = open_encoder(args)
     where = chroma_location(args)
-    store = f"embedded at {where['path']}" if "path" in where else _server(where)
-    collection = _collection_info(args)
+    store = f"embedded at {where['path']}" if "path" in where else server_address(where)
+    collection, missing = _collection_info(args)
     info: dict[str, Any] = {
         "model": encoder.model_name,
         "model_id": encoder.model_id,
@@ -193,25 +243,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
-    for key in ("model", "model_id", "device", "precision", "dim", "data_dir", "chroma"):
-        print(f"{key + ':':12} {info[key]}")
-    print(f"{'collection:':12} {_describe_collection(collection, encoder.model_id)}")
+    else:
+        for key in ("model", "model_id", "device", "precision", "dim", "data_dir", "chroma"):
+            print(f"{key + ':':12} {info[key]}")
+        print(f"{'collection:':12} {_describe_collection(collection, encoder.model_id)}")
+    if missing is not None:
+        _err(f"error: {missing}")
+        return 1
     return 0
-
-
-def _server(where: dict[str, Any]) -> str:
-    return f"server at {where.get('host') or 'localhost'}:{where.get('port') or 8000}"
 
 
 def _describe_collection(coll: dict[str, Any], model_id: str) -> str:
     if not coll["exists"]:
-        return f"{coll['name']} (not created yet; `clip-multimodal index DIR` creates it)"
+        return f"{coll['name']} (not found)"
     recorded = coll["model_id"] or "none recorded"
     match = "matches the model" if coll["model_id"] == model_id else "DIFFERS from the model"
     if coll["model_id"] is None:
         match = "adopted by the first index run"
-    return f"{coll['name']}: {coll['count']} images, built with {recorded} ({match})"
+    count = _count(coll["count"], "image")
+    return f"{coll['name']}: {count}, built with {recorded} ({match})"
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -225,6 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_bind(args.host, args.token)
     except InsecureBindError as exc:
         raise UsageError(str(exc)) from exc
+    check_collection(args)
     settings = _settings(args)
     require("uvicorn", "server", "clip-multimodal serve")
     require("fastapi", "server", "clip-multimodal serve")

@@ -12,9 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from clip_multimodal.encoder import CLIPEncoder
-    from clip_multimodal.index import ImageIndex
+    from clip_multimodal.index import CollectionInfo, ImageIndex
 
-__all__ = ["UsageError", "data_dir", "open_encoder", "open_index", "parse_where"]
+__all__ = [
+    "UsageError",
+    "check_collection",
+    "data_dir",
+    "find_collection",
+    "index_command",
+    "open_encoder",
+    "open_index",
+    "parse_where",
+    "server_address",
+]
 
 
 class UsageError(Exception):
@@ -32,10 +42,10 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 def model_spec(args: argparse.Namespace) -> tuple[str, str | None]:
     """(model, pretrained) from the options; the bundled demo model by default."""
-    from clip_multimodal.models import DEMO_MODEL
+    from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_NAME
 
     model = args.model or DEMO_MODEL
-    is_path_spec = model.startswith(("local-dir:", "hf-hub:"))
+    is_path_spec = model.startswith(("local-dir:", "hf-hub:")) or model == DEMO_MODEL_NAME
     if not is_path_spec and not args.pretrained:
         # open_clip would build the architecture with random weights: useless for search.
         raise UsageError(
@@ -61,9 +71,74 @@ def chroma_location(args: argparse.Namespace) -> dict[str, Any]:
     return {"path": data_dir(args) / "chroma"}
 
 
-def open_index(args: argparse.Namespace, encoder: CLIPEncoder) -> ImageIndex:
+def check_collection(args: argparse.Namespace) -> None:
+    """A usage error for a --collection name Chroma would refuse (before anything loads)."""
+    from clip_multimodal.errors import InvalidCollectionNameError
+    from clip_multimodal.index import check_collection_name
+
+    try:
+        check_collection_name(args.collection)
+    except InvalidCollectionNameError as exc:
+        raise UsageError(f"--collection: {exc}") from exc
+
+
+def index_command(args: argparse.Namespace) -> str:
+    """The `index` command that builds the index the options name, with the user's flags."""
+    flags = [
+        f"--{name} {value}"
+        for name, value in (
+            ("data-dir", args.data_dir),
+            ("host", args.chroma_host),
+            ("port", args.chroma_port),
+            ("collection", args.collection),
+            ("model", args.model),
+            ("pretrained", args.pretrained),
+        )
+        if value is not None
+    ]
+    return " ".join(["clip-multimodal index DIR", *flags])
+
+
+def find_collection(args: argparse.Namespace) -> CollectionInfo:
+    """The collection the options name, found without creating or changing anything.
+
+    Raises:
+        IndexNotFoundError: no Chroma store at the data dir, or no such collection; the
+            message names where it looked and the `index` command that builds it.
+    """
+    from clip_multimodal.errors import IndexNotFoundError
+    from clip_multimodal.index import describe_collection
+
+    where = chroma_location(args)
+    build = f"build it with: {index_command(args)}"
+    path = where.get("path")
+    # Opening an embedded client creates its folder and database: look before opening.
+    if path is not None and not (path / "chroma.sqlite3").is_file():
+        raise IndexNotFoundError(
+            f"no index in data dir {data_dir(args)}: {path} holds no Chroma store "
+            f"(looked for collection {args.collection!r}); {build}"
+        )
+    found = describe_collection(
+        args.collection, path, host=where.get("host"), port=where.get("port")
+    )
+    if found is None:
+        place = f"embedded Chroma at {path}" if path is not None else server_address(where)
+        raise IndexNotFoundError(f"no collection {args.collection!r} in {place}; {build}")
+    return found
+
+
+def server_address(where: dict[str, Any]) -> str:
+    return f"the Chroma server at {where.get('host') or 'localhost'}:{where.get('port') or 8000}"
+
+
+def open_index(
+    args: argparse.Namespace, encoder: CLIPEncoder, *, read_only: bool = False
+) -> ImageIndex:
+    """The index the options name; `read_only` opens an existing one and never writes."""
     from clip_multimodal.index import ImageIndex
 
+    if read_only:
+        return ImageIndex.open_read_only(encoder, args.collection, **chroma_location(args))
     return ImageIndex(encoder, args.collection, **chroma_location(args))
 
 

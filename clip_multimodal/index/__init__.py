@@ -9,6 +9,7 @@ Pipelines that embed elsewhere read inputs with `read_image_source` and store
 
 from clip_multimodal.index._bulk import ImageRecord, IndexWriter
 from clip_multimodal.index._index import ImageIndex
+from clip_multimodal.index._names import check_collection_name
 from clip_multimodal.index._records import (
     RESERVED_KEYS,
     FailedItem,
@@ -32,6 +33,7 @@ __all__ = [
     "IndexReport",
     "IndexWriter",
     "SearchHit",
+    "check_collection_name",
     "default_data_dir",
     "describe_collection",
     "read_image_source",

@@ -18,6 +18,7 @@ from clip_multimodal import images
 from clip_multimodal.errors import ImageLoadError, ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._names import check_collection_name
 from clip_multimodal.index._records import (
     IndexRecord,
     IndexReport,
@@ -89,6 +90,7 @@ class ImageIndex:
         IncompatibleIndexError: the collection was built with another model (nothing is
             written).
         IndexUnavailableError: the Chroma server at host:port cannot be reached.
+        InvalidCollectionNameError: Chroma would refuse the name (checked first).
 
     Example:
         >>> index = ImageIndex(CLIPEncoder(), collection="photos")
@@ -107,6 +109,7 @@ class ImageIndex:
         port: int | None = None,
         chunk_size: int | None = None,
     ) -> None:
+        check_collection_name(collection)  # before the store opens: Chroma checks it late
         chunk = _chunk_size(encoder, chunk_size)
         chroma = client_for(client, path, host, port)
         self._attach(encoder, chroma, open_collection(chroma, collection, encoder), "cosine")
@@ -160,6 +163,7 @@ class ImageIndex:
         """
         chroma: ClientAPI | None = None
         if isinstance(collection, str):
+            check_collection_name(collection)
             chroma = client_for(client, path, host, port)
             found = get_existing(chroma, collection)
         else:
