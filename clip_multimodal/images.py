@@ -156,6 +156,8 @@ def describe_source(source: object) -> str:
         return f"<PIL.Image {source.mode} {source.width}x{source.height}>"
     if isinstance(source, np.ndarray):
         return f"<ndarray {source.shape} {source.dtype}>"
+    if isinstance(source, io.IOBase):
+        return _describe_file_object(source)
     if isinstance(source, str):
         kind = _classify(source)
         if kind == "data":
@@ -164,6 +166,17 @@ def describe_source(source: object) -> str:
             return f"<base64: {len(source)} chars>"
         return _short(_redact_url(source) if kind == "url" else source)
     return f"<{type(source).__name__}>"
+
+
+def _describe_file_object(source: io.IOBase) -> str:
+    kind = type(source).__name__
+    if isinstance(source, io.BytesIO):
+        with source.getbuffer() as view:  # released at once: a held view blocks writes
+            return f"<{kind}: {view.nbytes} B>"
+    name = getattr(source, "name", None)
+    return (
+        f"<{kind}: {_short(os.fsdecode(name))}>" if isinstance(name, (str, bytes)) else f"<{kind}>"
+    )
 
 
 def is_image_reference(text: str) -> bool:

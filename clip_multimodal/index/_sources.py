@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from clip_multimodal import images
 from clip_multimodal.errors import ImageLoadError
@@ -169,6 +169,8 @@ def _probe(data: bytes, desc: str) -> tuple[str, int, int]:
             width, height = height, width
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(desc, f"too large, possible decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:  # its message shows our buffer's repr, not the input
+        raise ImageLoadError(desc, "not an image PIL can decode") from exc
     except Exception as exc:  # PIL raises many types for bad headers; all mean "not an image"
         raise ImageLoadError(desc, f"not an image PIL can decode ({exc})") from exc
     return Image.MIME.get(image.format or "", _OCTET), width, height
