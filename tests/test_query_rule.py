@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
@@ -79,7 +77,8 @@ def test_an_existing_file_reads_as_an_image_whatever_its_name(
 # -- linear time on hostile text (issue 12: quadratic regex) --------------------------------
 
 
-def _timed(text: str) -> float:
+def timed(text: str) -> float:
+    """Seconds to classify and describe `text` every way the core does."""
     start = time.perf_counter()
     _classify(text)
     is_image_reference(text)
@@ -102,33 +101,13 @@ def _timed(text: str) -> float:
     ids=["newlines", "crlf", "1MB-base64ish", "newlines-spaces", "1MB-words", "1MB-path", "tilde"],
 )
 def test_classifying_long_hostile_text_takes_well_under_a_second(text: str) -> None:
-    assert _timed(text) < 0.5
+    assert timed(text) < 0.5
 
 
 def test_searching_100k_newlines_is_fast(index: ImageIndex) -> None:
     start = time.perf_counter()
     index.search("a" + "\n" * 100_000 + "!", k=1)
     assert time.perf_counter() - start < 1.0
-
-
-_HOSTILE_PIECES = st.sampled_from(
-    ["\n", "\r", " ", "\t", "a", "Z", "0", "+", "/", "\\", "=", ".", "~", ":", "://", "data:"]
-)
-
-
-@st.composite
-def _runs(draw: st.DrawFn) -> str:
-    """Long runs of the characters the classification looks at, to expose backtracking."""
-    parts = draw(st.lists(st.tuples(_HOSTILE_PIECES, st.integers(1, 20_000)), max_size=6))
-    return "".join(piece * count for piece, count in parts) + draw(st.text(max_size=3))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.one_of(st.text(), _runs()))
-def test_classification_of_any_text_is_fast_and_never_raises(text: str) -> None:
-    assert _timed(text) < 0.5
-    assert isinstance(is_image_query(text), bool)
-    assert _classify(text) in ("data", "url", "scheme", "path", "base64")
 
 
 # -- ImageIndex.search and max_marginal_relevance apply the rule ----------------------------

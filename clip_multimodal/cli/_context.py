@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,7 @@ def check_collection(args: argparse.Namespace) -> None:
 def index_command(args: argparse.Namespace) -> str:
     """The `index` command that builds the index the options name, with the user's flags."""
     flags = [
-        f"--{name} {value}"
+        f"--{name} {shlex.quote(str(value))}"
         for name, value in (
             ("data-dir", args.data_dir),
             ("host", args.chroma_host),
