@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import describe_source, load_image
-from clip_multimodal.models import DEMO_MODEL_NAME, resolve_model
+from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
 from clip_multimodal.text import TextTower, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput
 
@@ -107,18 +107,20 @@ class CLIPEncoder:
 
         r = self._resolved
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                r.open_clip_name,
-                pretrained=r.pretrained,
-                device=self.device,
-                precision=self.precision,
-                **r.create_kwargs,
-            )
+            with keep_root_logging():  # open_clip's logging.info would configure the root logger
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    r.open_clip_name,
+                    pretrained=r.pretrained,
+                    device=self.device,
+                    precision=self.precision,
+                    **r.create_kwargs,
+                )
+                tokenizer = open_clip.get_tokenizer(r.open_clip_name)
         except (FileNotFoundError, OSError) as exc:
             raise ModelNotAvailableError(f"cannot load model {self.model_name}: {exc}") from exc
         model.eval()
         model.requires_grad_(False)
-        return model, preprocess, open_clip.get_tokenizer(r.open_clip_name)
+        return model, preprocess, tokenizer
 
     # -- properties ---------------------------------------------------------------------------
 

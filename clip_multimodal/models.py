@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ __all__ = [
     "DEMO_MODEL_DIR",
     "DEMO_MODEL_NAME",
     "ResolvedModel",
+    "keep_root_logging",
     "portable_model_name",
     "resolve_model",
     "weights_sha256",
@@ -68,13 +72,34 @@ def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
 
     `DEMO_MODEL_NAME` ("clip-multimodal-demo") names the bundled demo model.
     """
-    if model_name == DEMO_MODEL_NAME:
-        return _resolve_local_dir(DEMO_MODEL_DIR)
-    if model_name.startswith(LOCAL_DIR):
-        return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
-    if model_name.startswith(HF_HUB):
-        return _resolve_hf_hub(model_name[len(HF_HUB) :])
-    return _resolve_named(model_name, pretrained)
+    with keep_root_logging():
+        if model_name == DEMO_MODEL_NAME:
+            return _resolve_local_dir(DEMO_MODEL_DIR)
+        if model_name.startswith(LOCAL_DIR):
+            return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
+        if model_name.startswith(HF_HUB):
+            return _resolve_hf_hub(model_name[len(HF_HUB) :])
+        return _resolve_named(model_name, pretrained)
+
+
+@contextmanager
+def keep_root_logging() -> Iterator[None]:
+    """Run open_clip code without leaving the user's root logger configured.
+
+    open_clip logs with the module functions (`logging.info(...)`), which call
+    `logging.basicConfig()` when the root logger has no handler; a library must not configure
+    its user's logging. If the root logger had no handler before the block, the handlers added
+    during it are removed (messages logged inside were still shown by them).
+    """
+    root = logging.getLogger()
+    had_handlers = bool(root.handlers)
+    try:
+        yield
+    finally:
+        if not had_handlers:
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+                handler.close()
 
 
 def portable_model_name(model_name: str) -> str:

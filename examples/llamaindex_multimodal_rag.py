@@ -3,7 +3,8 @@
     python examples/llamaindex_multimodal_rag.py FOLDER --data-dir ./rag-data \\
         --question "a handwritten seven" [--image query.png] [--llm module:factory]
 
-The first run reads FOLDER with SimpleDirectoryReader, embeds texts and images with
+The first run reads FOLDER with FolderReader (a folder under a hidden one, such as
+.data/demo-images from `make demo`, works too), embeds texts and images with
 CLIPMultiModalEmbedding (the bundled demo model unless --model says otherwise), and stores
 both in Chroma under --data-dir. Later runs reload the index from Chroma without embedding
 anything again (the recipe in integrations/llama-index/README.md). It then retrieves the
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llama_index.core import SimpleDirectoryReader, StorageContext
+from llama_index.core import StorageContext
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -35,10 +36,10 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.llms import LLM, CustomLLM
+from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import ImageDocument
 from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
-from llama_index.readers.clip_multimodal import image_file_extractor
+from llama_index.readers.clip_multimodal import FolderReader, content_node_id
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 TEXT_COLLECTION = "rag_text"
@@ -122,15 +123,16 @@ def open_index(
             image_embed_model=embed,
         )
         return index, True
-    documents = SimpleDirectoryReader(
-        str(folder), recursive=True, file_extractor=image_file_extractor()
-    ).load_data()
-    for document in documents:  # CLIP reads at most 77 tokens: embed a note's text, not its path
-        if not isinstance(document, ImageDocument):  # (an image node needs it: see README)
-            document.excluded_embed_metadata_keys.append("file_path")
+    # FolderReader reads a folder under a hidden one (.data/ from `make demo`), which
+    # SimpleDirectoryReader skips; its content-hash ids make a second build add nothing twice.
+    documents = FolderReader().load_data(folder)
     storage = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
     index = MultiModalVectorStoreIndex.from_documents(
-        documents, storage_context=storage, embed_model=embed, image_embed_model=embed
+        documents,
+        storage_context=storage,
+        embed_model=embed,
+        image_embed_model=embed,
+        transformations=[SentenceSplitter(id_func=content_node_id)],
     )
     return index, False
 

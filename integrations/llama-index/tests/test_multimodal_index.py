@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,17 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llama_index.core import SimpleDirectoryReader, StorageContext
+from llama_index.core import Document, SimpleDirectoryReader, StorageContext
 from llama_index.core.indices import MultiModalVectorStoreIndex
+from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import ImageDocument, ImageNode, NodeWithScore, TextNode
+from llama_index.core.schema import (
+    ImageDocument,
+    ImageNode,
+    MetadataMode,
+    NodeWithScore,
+    TextNode,
+)
 from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
-from llama_index.readers.clip_multimodal import image_file_extractor
+from llama_index.readers.clip_multimodal import FolderReader, content_node_id, image_file_extractor
 from llama_index.retrievers.clip_multimodal import CLIPImageRetriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from clip_multimodal.datasets import animal_query, digit_query
 from examples.llamaindex_multimodal_rag import EchoMultiModalLLM
+
+NOTES = {"digits-note.txt", "animals-note.txt"}  # the notes conftest writes into mixed_dir
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COSINE = {"hnsw": {"space": "cosine"}}
@@ -34,19 +44,18 @@ COSINE = {"hnsw": {"space": "cosine"}}
 
 def _build(client: Any, prefix: str, folder: Path, embed: CLIPMultiModalEmbedding) -> Any:
     """Build as the README shows: collections `<prefix>_text` and `<prefix>_images`, cosine."""
-    documents = SimpleDirectoryReader(
-        str(folder), recursive=True, file_extractor=image_file_extractor()
-    ).load_data()
-    for document in documents:  # CLIP reads at most 77 tokens: embed a note's text, not its path
-        if not isinstance(document, ImageDocument):  # (an image node needs it: see README)
-            document.excluded_embed_metadata_keys.append("file_path")
+    documents = FolderReader().load_data(folder)
     text = client.get_or_create_collection(f"{prefix}_text", configuration=COSINE)
     images = client.get_or_create_collection(f"{prefix}_images", configuration=COSINE)
     text_store = ChromaVectorStore(chroma_collection=text)
     image_store = ChromaVectorStore(chroma_collection=images)
     storage = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
     return MultiModalVectorStoreIndex.from_documents(
-        documents, storage_context=storage, embed_model=embed, image_embed_model=embed
+        documents,
+        storage_context=storage,
+        embed_model=embed,
+        image_embed_model=embed,
+        transformations=[SentenceSplitter(id_func=content_node_id)],
     )
 
 
@@ -185,12 +194,17 @@ def test_retriever_query_engine_multimodal(
 # -- persist, then reload from the Chroma path in a new process -----------------------------
 
 
+def _block(heading: str) -> str:
+    """The first python block of a README section, exactly as documented."""
+    section = README.read_text(encoding="utf-8").split(f"## {heading}", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, f"the README's section {heading!r} has no python block"
+    return match.group(1)
+
+
 def _recipe() -> str:
     """The reload recipe exactly as the README documents it (its first python block)."""
-    section = README.read_text(encoding="utf-8").split("## Reloading a persisted index", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "the README's reload section has no python block"
-    return match.group(1)
+    return _block("Reloading a persisted index")
 
 
 CHILD = """
@@ -270,3 +284,126 @@ def test_reloaded_index_embeds_nothing_at_load(tmp_path: Path, mixed_dir: Path) 
     assert encoder.calls == []
     assert reloaded.as_retriever(image_similarity_top_k=2).text_to_image_retrieve("x")
     assert encoder.calls == [("embed_texts", 1)]
+
+
+# -- the build recipe, run again and again ---------------------------------------------------
+
+
+def _distinct_pngs(folder: Path) -> int:
+    return len({_sha(p) for p in folder.rglob("*.png")})
+
+
+@pytest.mark.slow  # three builds with the demo model
+def test_rerunning_the_recipe_adds_nothing_twice(
+    tmp_path: Path,
+    mixed_dir: Path,
+    embed: CLIPMultiModalEmbedding,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The README's build recipe, as written, three times into one persistent Chroma."""
+    import chromadb
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(mixed_dir, tmp_path / "library")
+    shutil.copy(next(mixed_dir.glob("animals/zebra-*.png")), tmp_path / "query.png")
+    recipe = compile(_block("Multimodal RAG with"), str(README), "exec")
+    for _ in range(3):
+        namespace: dict[str, Any] = {"embed": embed}
+        exec(recipe, namespace)  # the README's own code
+    assert "llama-index-readers-file" not in caplog.text
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    assert client.get_collection("mm_images").count() == _distinct_pngs(mixed_dir)
+    assert client.get_collection("mm_text").count() == len(list(mixed_dir.glob("*.txt")))
+    hits = namespace["retriever"].text_to_image_retrieve(digit_query("seven"))
+    paths = [h.node.image_path for h in hits]
+    assert len(paths) == 3 and len(set(paths)) == 3, paths
+    assert _name(hits[0]).startswith("seven-")
+
+
+def test_node_ids_come_from_file_content(
+    tmp_path: Path, mixed_dir: Path, demo_encoder: Any
+) -> None:
+    """An image node's id is the id clip-multimodal's ImageIndex gives the same file."""
+    import chromadb
+
+    from clip_multimodal import ImageIndex
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    embed = CLIPMultiModalEmbedding(encoder=demo_encoder)
+    index = _build(client, "ids", mixed_dir, embed)
+    seven = next(mixed_dir.glob("digits/seven-*.png"))
+    ours = ImageIndex(demo_encoder, "ids-core", client=client)
+    [core_id] = ours.add([str(seven)]).ids
+    assert core_id == _sha(seven)
+    stored = index.image_vector_store.client.get(ids=[core_id], include=["metadatas"])
+    assert stored["ids"] == [core_id]
+    note = next(mixed_dir.glob("*.txt"))
+    assert index.vector_store.client.get(ids=[_sha(note)])["ids"] == [_sha(note)]
+
+
+# -- FolderReader ------------------------------------------------------------------------------
+
+
+def test_folder_reader_reads_a_folder_under_a_hidden_one(tmp_path: Path, mixed_dir: Path) -> None:
+    """`make demo` writes to .data/: the folder's own path may be hidden."""
+    folder = tmp_path / ".data" / "demo-images"
+    shutil.copytree(mixed_dir, folder)
+    (folder / ".cache").mkdir()
+    shutil.copy(next(folder.rglob("*.png")), folder / ".cache" / "thumb.png")
+    (folder / ".hidden-note.txt").write_text("not a note", encoding="utf-8")
+    documents = FolderReader().load_data(folder)
+    images = [d for d in documents if isinstance(d, ImageDocument)]
+    texts = [d for d in documents if not isinstance(d, ImageDocument)]
+    assert len(images) == len(list(mixed_dir.rglob("*.png")))
+    assert sorted(Path(d.metadata["file_path"]).name for d in texts) == sorted(NOTES)
+    assert not any("/." in d.metadata["file_path"].split(".data", 1)[1] for d in documents)
+    with pytest.raises(ValueError, match="No files found"):  # what SimpleDirectoryReader does
+        SimpleDirectoryReader(str(folder), recursive=True).load_data()
+
+
+def test_folder_reader_documents(mixed_dir: Path) -> None:
+    documents = FolderReader().load_data(mixed_dir)
+    for document in documents:
+        path = Path(document.metadata["file_path"])
+        assert document.id_ == _sha(path)
+        if isinstance(document, ImageDocument):
+            assert document.image_path == str(path) and document.image is None
+        else:
+            assert document.text == path.read_text(encoding="utf-8")
+            embedded = document.get_content(metadata_mode=MetadataMode.EMBED)
+            assert str(path) not in embedded  # CLIP's 77 tokens are for the note's text
+    top = FolderReader(recursive=False).load_data(mixed_dir)
+    assert {Path(d.metadata["file_path"]).suffix for d in top} == {".txt"}
+
+
+def test_folder_reader_reads_identical_files_once(tmp_path: Path, mixed_dir: Path) -> None:
+    """Identical files share a content id; Chroma refuses repeated ids in one add."""
+    seven = next(mixed_dir.glob("digits/seven-*.png"))
+    shutil.copy(seven, tmp_path / "a.png")
+    shutil.copy(seven, tmp_path / "b.png")
+    (tmp_path / "c.txt").write_text("a note", encoding="utf-8")
+    documents = FolderReader().load_data(tmp_path)
+    assert [Path(d.metadata["file_path"]).name for d in documents] == ["a.png", "c.txt"]
+
+
+def test_folder_reader_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a folder"):
+        FolderReader().load_data(tmp_path / "missing")
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    with pytest.raises(ValueError, match=r"no image or text files found under .*\.png"):
+        FolderReader().load_data(tmp_path)
+
+
+def test_image_path_reader_ids_are_content_hashes(mixed_dir: Path) -> None:
+    documents = SimpleDirectoryReader(
+        str(mixed_dir), recursive=True, file_extractor=image_file_extractor()
+    ).load_data()
+    images = [d for d in documents if isinstance(d, ImageDocument)]
+    assert images and all(d.id_ == _sha(Path(str(d.image_path))) for d in images)
+
+
+def test_content_node_id() -> None:
+    document = Document(id_="abc", text="a note")
+    assert [content_node_id(i, document) for i in range(3)] == ["abc", "abc-1", "abc-2"]

@@ -18,7 +18,10 @@ PACKAGES = {
     "llama_index.retrievers.clip_multimodal": ["CLIPImageRetriever", "to_chroma_where"],
     "llama_index.readers.clip_multimodal": [
         "IMAGE_EXTENSIONS",
+        "TEXT_EXTENSIONS",
+        "FolderReader",
         "ImagePathReader",
+        "content_node_id",
         "image_file_extractor",
     ],
 }

@@ -451,9 +451,8 @@ def test_a_text_collection_is_named_as_such(module_client: Any, demo_encoder: An
     store = ChromaVectorStore(chroma_collection=collection)
     node = TextNode(text="a handwritten seven", embedding=embed.get_text_embedding("seven"))
     store.add([node])
-    retriever = CLIPImageRetriever.from_collection(collection, embed)
-    with pytest.raises(IncompatibleIndexError, match="TextNode"):
-        retriever.text_to_image_retrieve("seven")
+    with pytest.raises(IncompatibleIndexError, match=r"no images.*TextNode"):
+        CLIPImageRetriever.from_collection(collection, embed)
 
 
 def test_constructor_guards(our_index: ImageIndex, native_collection: Any) -> None:
@@ -487,3 +486,57 @@ def test_text_retriever_is_composed(our_index: ImageIndex) -> None:
     both = retriever.retrieve("sevens")
     assert [type(h.node).__name__ for h in both] == ["TextNode", "ImageNode", "ImageNode"]
     assert CLIPImageRetriever(our_index).text_retrieve("sevens") == []
+
+
+# -- collections that also hold text records -----------------------------------------------
+
+NOTES = [digit_query("seven"), "a handwritten seven, scanned", "notes about the animal pictures"]
+
+
+@pytest.fixture(scope="module")
+def clip_chroma(module_client: Any, demo_encoder: Any, images: list[Path]) -> Any:
+    """A collection written by LangChain's CLIPChroma: add_images, then add_texts."""
+    from langchain_clip_multimodal import CLIPChroma, CLIPEmbeddings
+
+    store = CLIPChroma(
+        unique_name("li-lc-mixed"),
+        CLIPEmbeddings(encoder=demo_encoder),
+        client=module_client,
+    )
+    store.add_images([str(p) for p in images], _metadata(images))
+    store.add_texts(NOTES, [{"group": "notes"}] * len(NOTES), ids=["n0", "n1", "n2"])
+    return store
+
+
+@pytest.mark.parametrize("opened", ["index", "read_only"])
+def test_text_records_are_not_image_hits(
+    clip_chroma: Any, demo_encoder: Any, images: list[Path], opened: str
+) -> None:
+    """An image retriever returns images only: CLIPChroma's text records (which the query
+    matches best) are left out of text-to-image and image-to-image retrieval."""
+    if opened == "index":
+        retriever = CLIPImageRetriever(clip_chroma.index, image_similarity_top_k=3)
+    else:
+        retriever = CLIPImageRetriever.from_collection(
+            clip_chroma.index.collection, demo_encoder, image_similarity_top_k=3
+        )
+    hits = retriever.text_to_image_retrieve(NOTES[0])
+    assert len(hits) == 3
+    assert all(isinstance(h.node, ImageNode) and h.node.image_path for h in hits)
+    assert _names(hits)[0].startswith("seven-")
+    retriever.image_similarity_top_k = len(images) + len(NOTES)
+    everything = retriever.text_to_image_retrieve(NOTES[0])
+    assert len(everything) == len(images)
+    assert {h.node.metadata["group"] for h in everything} == {"shapes", "digits", "animals"}
+    seven = next(p for p in images if p.name.startswith("seven-"))
+    assert len(retriever.image_to_image_retrieve(str(seven))) == len(images)
+
+
+def test_text_records_excluded_under_user_filters(clip_chroma: Any, images: list[Path]) -> None:
+    """The exclusion combines with the user's filters (here one that text records match)."""
+    retriever = CLIPImageRetriever(
+        clip_chroma.index, image_similarity_top_k=len(images), filters=NOT_DIGITS
+    )
+    hits = retriever.text_to_image_retrieve(NOTES[0])
+    assert len(hits) == sum(_not_digit(m) for m in _metadata(images))
+    assert all(isinstance(h.node, ImageNode) and h.node.image_path for h in hits)

@@ -7,11 +7,15 @@ collection holding CLIP image vectors:
 (c) LlamaIndex's `ChromaVectorStore` (metadata `_node_content`: the serialized node).
 (b) and (c) are opened with `ImageIndex.open_read_only`; hits carry the raw metadata and
 document, and (c)'s node is rebuilt from them here.
+
+A collection may also hold text records: LangChain's `CLIPChroma.add_texts` stores them with
+`modality="text"`, and `ChromaVectorStore` stores text nodes with their `_node_type`. An image
+retriever returns images only, so `images_only` keeps those out of the search.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from llama_index.core.schema import ImageNode
@@ -20,11 +24,44 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from clip_multimodal.errors import IncompatibleIndexError
 
 if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
     from clip_multimodal.index import SearchHit
 
-__all__ = ["hit_to_node"]
+__all__ = ["IMAGES_ONLY", "check_holds_images", "hit_to_node", "images_only"]
 
 _NODE_CONTENT = "_node_content"
+
+#: A Chroma `where` that leaves out text records. `$ne` and `$nin` also match records without
+#: the key, so images from Chroma's native function (no metadata at all) still match.
+IMAGES_ONLY: dict[str, Any] = {
+    "$and": [
+        {"modality": {"$ne": "text"}},
+        {"_node_type": {"$nin": ["TextNode", "Document", "IndexNode"]}},
+    ]
+}
+
+
+def images_only(where: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's `where` (if any) restricted to image records."""
+    return {"$and": [*IMAGES_ONLY["$and"], where]} if where else IMAGES_ONLY
+
+
+def check_holds_images(collection: Collection) -> None:
+    """Refuse a collection that holds records but no image (a text store, say).
+
+    Raises:
+        IncompatibleIndexError: naming the kind of record the collection holds.
+    """
+    if collection.count() == 0 or collection.get(where=IMAGES_ONLY, limit=1, include=[])["ids"]:
+        return
+    sample = collection.get(limit=1, include=["metadatas"])["metadatas"] or [{}]
+    metadata = sample[0] or {}
+    kind = metadata.get("_node_type") or f"modality={metadata.get('modality')!r}"
+    raise IncompatibleIndexError(
+        f"collection {collection.name!r} holds no images, only text records ({kind}); "
+        "point the image retriever at the image collection"
+    )
 
 
 def hit_to_node(hit: SearchHit, collection: str) -> ImageNode:

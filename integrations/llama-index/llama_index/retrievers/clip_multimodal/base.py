@@ -17,7 +17,11 @@ from llama_index.embeddings.clip_multimodal.base import (
     ImageLike,
     to_image_input,
 )
-from llama_index.retrievers.clip_multimodal._nodes import hit_to_node
+from llama_index.retrievers.clip_multimodal._nodes import (
+    check_holds_images,
+    hit_to_node,
+    images_only,
+)
 from llama_index.retrievers.clip_multimodal.filters import to_chroma_where
 
 from clip_multimodal.index import ImageIndex
@@ -37,7 +41,9 @@ class CLIPImageRetriever(MultiModalRetriever):
     run the model and the Chroma query in a worker thread. Hits come back as
     `NodeWithScore(ImageNode)` with `image_path` (local files) or `image_url` (http), the
     record's metadata, and `score` = cosine similarity, best first. `filters` apply to the
-    image search itself, as a Chroma `where`.
+    image search itself, as a Chroma `where`. Image retrieval returns images only: text
+    records in the same collection (LangChain `CLIPChroma.add_texts`, LlamaIndex text nodes)
+    are left out of it; give a `text_retriever` to retrieve texts.
 
     It reads collections written by (a) clip-multimodal's `ImageIndex` (pass `index`), and,
     read-only through `ImageIndex.open_read_only`, by (b) Chroma's native embedding function
@@ -75,7 +81,7 @@ class CLIPImageRetriever(MultiModalRetriever):
 
     Raises:
         IncompatibleIndexError: the collection was written by another model (or holds
-            vectors of another dimension).
+            vectors of another dimension), or holds text records and no image.
         ValueError: both or neither of `index` and `collection`; `collection` without
             `embed_model`.
     """
@@ -104,6 +110,7 @@ class CLIPImageRetriever(MultiModalRetriever):
             self._index = index
         elif collection is not None:
             self._index = ImageIndex.open_read_only(self._encoder, collection)
+            check_holds_images(collection)
         self.image_similarity_top_k = image_similarity_top_k
         to_chroma_where(filters)  # fail fast on an unsupported operator
         self.filters = filters
@@ -203,7 +210,7 @@ class CLIPImageRetriever(MultiModalRetriever):
 
     def _search(self, vector: np.ndarray) -> list[NodeWithScore]:
         # The core normalizes the vector; filters are read per call, so changing them works.
-        where = to_chroma_where(self.filters)
+        where = images_only(to_chroma_where(self.filters))
         hits = self._index.search_by_vector(vector, self.image_similarity_top_k, where)
         name = self._index.name
         return [NodeWithScore(node=hit_to_node(hit, name), score=hit.score) for hit in hits]
