@@ -326,13 +326,17 @@ class ImageIndex:
         *,
         progress: bool | None = None,
         callback: Progress | None = None,
+        verify: bool = False,
     ) -> IndexReport:
         """Bring the collection in sync with a folder of images, doing as little as possible.
 
-        Files whose mtime and size match their record are skipped without being read.
-        Changed files are re-embedded; a file only touched keeps its vector. Records of
-        deleted files are removed. A renamed or copied file reuses the stored vector of the
-        same content. Record ids are `file:` + the SHA-256 of the absolute path, so identical
+        Files whose mtime and size match their record are skipped without being read (a
+        file rewritten in place with the same size and mtime keeps its old vector; pass
+        `verify=True` to hash every file). Changed files are re-embedded; a file only touched
+        keeps its vector. Records of deleted files, of paths that are no longer files, and
+        of files that can no longer be read as images (listed in `failed`) are removed; a
+        file deleted during the run is treated as gone. A renamed or copied file reuses the
+        stored vector of the same content. Record ids are `file:` + the SHA-256 of the absolute path, so identical
         files at two paths are two records; records carry `folder` (the synced root).
 
         Args:
@@ -341,6 +345,7 @@ class ImageIndex:
             patterns: file name patterns (case-insensitive).
             progress: show a tqdm bar; None shows it when stderr is a terminal.
             callback: called as `callback(done, total)` as files are processed.
+            verify: read and hash every file, re-embedding those whose content changed.
 
         Returns:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
@@ -352,19 +357,24 @@ class ImageIndex:
             raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
         folder = str(root)
         files = scan_folder(root, recursive, patterns)
-        plan = plan_sync(files, self._folder_records(folder))
+        stored = self._folder_records(folder)
+        plan = plan_sync(files, stored, verify)
         report = IndexReport(unchanged=len(plan.unchanged))
         jobs = [
-            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}) for i, f in enumerate(plan.todo)
+            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
+            for i, f in enumerate(plan.todo)
         ]
         report.ids = [None] * len(jobs)
         with _progress(len(files), progress, callback) as advance:
             advance(len(plan.unchanged))
-            self._ingest(jobs, report, advance)
-        if plan.gone:
+            state = self._ingest(jobs, report, advance)
+        stored_ids = {id_ for id_, _ in stored.values()}
+        # A file that vanished or stopped being an image must not stay searchable.
+        gone = plan.gone + [i for i in state.vanished_ids + state.failed_ids if i in stored_ids]
+        if gone:
             # After the writes: a renamed file's record was rewritten from the old vector first.
-            self._store.delete(ids=plan.gone)
-            report.removed = len(plan.gone)
+            self._store.delete(ids=gone)
+            report.removed = len(gone)
         report.ids = []
         return report
 
@@ -377,7 +387,9 @@ class ImageIndex:
                 out[uri] = (id_, meta or {})
         return out
 
-    def _ingest(self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None) -> None:
+    def _ingest(
+        self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None
+    ) -> CallState:
         state = CallState()
         pending, since = WriteBatch(), time.monotonic()
         with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as writer:
@@ -396,6 +408,7 @@ class ImageIndex:
                     advance(len(chunk))
             if len(pending):
                 writer.put(pending)
+        return state
 
     def _write(self, batch: WriteBatch) -> None:
         # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),

@@ -9,6 +9,7 @@ complete records only; the re-run finds them stored and skips them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ class Job:
     metadata: Mapping[str, Any] | None = None
     document: str | None = None
     extra: Metadata = field(default_factory=dict)  # index-owned keys (the folder tag)
+    from_folder: bool = False  # a synced file: if it vanishes before it is read, it is gone
 
 
 @dataclass
@@ -75,6 +77,10 @@ class CallState:
 
     seen: set[str] = field(default_factory=set)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ids of inputs that failed (their old record must not stay searchable).
+    failed_ids: list[str] = field(default_factory=list)
+    #: ids of folder files that vanished between the scan and the read (gone, not failed).
+    vanished_ids: list[str] = field(default_factory=list)
 
     def remember(self, sha256: str, vector: np.ndarray) -> None:
         self.vectors[sha256] = vector
@@ -100,7 +106,7 @@ def ingest_chunk(
 ) -> WriteBatch:
     """Prepare one chunk's records and update `report`; the caller writes the batch."""
     seen = state.seen
-    ready = _read(jobs, report)
+    ready = _read(jobs, report, state)
     stored = _stored_metadata(collection, [r.id for r in ready])
     batch = WriteBatch()
     to_embed: list[_Ready] = []
@@ -130,11 +136,11 @@ def ingest_chunk(
     return batch
 
 
-def _read(jobs: Sequence[Job], report: IndexReport) -> list[_Ready]:
+def _read(jobs: Sequence[Job], report: IndexReport, state: CallState) -> list[_Ready]:
     ready = []
     for job, result in zip(jobs, read_many([j.source for j in jobs]), strict=True):
         if isinstance(result, ImageLoadError):
-            report.failed.append(FailedItem(result.source, result.reason))
+            _note_unread(job, result, report, state)
             continue
         own = result.metadata()
         own.update(job.extra)
@@ -145,6 +151,15 @@ def _read(jobs: Sequence[Job], report: IndexReport) -> list[_Ready]:
             continue
         ready.append(_Ready(job, result, job.id or result.sha256, meta, None))
     return ready
+
+
+def _note_unread(job: Job, error: ImageLoadError, report: IndexReport, state: CallState) -> None:
+    if job.from_folder and job.id is not None and not os.path.isfile(str(job.source)):
+        state.vanished_ids.append(job.id)  # deleted (or made a folder) since the scan
+        return
+    report.failed.append(FailedItem(error.source, error.reason))
+    if job.id is not None:
+        state.failed_ids.append(job.id)
 
 
 def _stored_metadata(collection: LockedCollection, ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -194,6 +209,7 @@ def _vectors(
             exc = failed.get(item.source.sha256)
             if exc is not None:
                 report.failed.append(FailedItem(item.source.desc, exc.reason))
+                state.failed_ids.append(item.id)
     for sha, vector in vectors.items():
         state.remember(sha, vector)
     return vectors

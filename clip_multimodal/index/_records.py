@@ -84,7 +84,8 @@ class IndexReport:
         added: new records written.
         updated: existing records whose image changed and were rewritten.
         unchanged: inputs already indexed as they are (nothing re-embedded).
-        removed: records deleted because their file no longer exists.
+        removed: records deleted because their file no longer exists, is no longer a file,
+            or can no longer be read as an image (then it is also listed in `failed`).
         failed: each input that could not be indexed, with the reason.
         embedded: images that went through the model; the rest reused a stored vector.
         ids: for `add`, the record id of each input in order (None where it failed).
