@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clip_multimodal.index import ImageIndex, IndexReport
-from clip_multimodal.index import _sync
+from clip_multimodal.index import ImageIndex, IndexReport, _sync
 from clip_multimodal.index._sync import FileStat, file_id
 from clip_multimodal.testing import FakeEncoder
 
