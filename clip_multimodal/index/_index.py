@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -9,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -17,7 +18,9 @@ from PIL import Image
 from clip_multimodal import images
 from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
+from clip_multimodal.index._health import StoreRef, full_query
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._lock import write_lock
 from clip_multimodal.index._records import (
     IndexRecord,
     IndexReport,
@@ -27,8 +30,10 @@ from clip_multimodal.index._records import (
     merge_metadata,
     uri_of,
 )
+from clip_multimodal.index._repair import discard_collection
 from clip_multimodal.index._search import mmr_select
 from clip_multimodal.index._store import (
+    DEFAULT_SERVER_TIMEOUT_S,
     LockedCollection,
     check_readable,
     client_for,
@@ -51,10 +56,30 @@ QueryType = Literal["auto", "text", "image"]
 Where = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 Advance = Callable[[int], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Default chunk bounds: at least 64 images (each chunk pays two store lookups), at most 512
 #: (a chunk's images are held in memory as read, before the model decodes them).
 _MIN_CHUNK, _MAX_CHUNK = 64, 512
+
+
+def _writes(
+    operation: str,
+) -> Callable[[Callable[Concatenate[ImageIndex, P], R]], Callable[Concatenate[ImageIndex, P], R]]:
+    """Refuse the call on a read-only index; hold the store's write lock while it runs."""
+
+    def wrap(
+        method: Callable[Concatenate[ImageIndex, P], R],
+    ) -> Callable[Concatenate[ImageIndex, P], R]:
+        @functools.wraps(method)
+        def locked(index: ImageIndex, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with index._writing(operation):
+                return method(index, *args, **kwargs)
+
+        return locked
+
+    return wrap
 
 
 class ImageIndex:
@@ -84,11 +109,17 @@ class ImageIndex:
             `batch_size`, within 64 to 512 (so larger on GPU). Finished chunks are gathered
             into writes of up to 1,024 records or one second of work, written while the next
             chunks embed.
+        timeout: seconds a Chroma server call may take (default 120); then
+            `IndexUnavailableError`.
+        lock_timeout: an embedded store takes one writing process at a time (a lock file in
+            its folder); how long a write waits for another process's to finish. The
+            default 0 raises `IndexLockedError` at once. Reads never wait.
 
     Raises:
         IncompatibleIndexError: the collection was built with another model (nothing is
             written).
         IndexUnavailableError: the Chroma server at host:port cannot be reached.
+        IndexDamagedError: the store's files are damaged (rebuild with `ImageIndex.rebuild`).
 
     Example:
         >>> index = ImageIndex(CLIPEncoder(), collection="photos")
@@ -106,10 +137,15 @@ class ImageIndex:
         host: str | None = None,
         port: int | None = None,
         chunk_size: int | None = None,
+        timeout: float | None = None,
+        lock_timeout: float = 0.0,
     ) -> None:
         chunk = _chunk_size(encoder, chunk_size)
-        chroma = client_for(client, path, host, port)
-        self._attach(encoder, chroma, open_collection(chroma, collection, encoder), "cosine")
+        chroma = client_for(client, path, host, port, timeout)
+        found = open_collection(chroma, collection, encoder)
+        ref = StoreRef.of(chroma, timeout or DEFAULT_SERVER_TIMEOUT_S)
+        self._attach(encoder, chroma, found, "cosine", ref=ref)
+        self._lock_timeout = lock_timeout
         self._chunk = chunk
         self._max_batch = max(1, int(chroma.get_max_batch_size()))
         # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
@@ -170,8 +206,40 @@ class ImageIndex:
             found = collection
         space = check_readable(found, encoder)
         index = cls.__new__(cls)
-        index._attach(encoder, chroma, found, space, read_only=True)
+        ref = StoreRef.of(chroma) if chroma is not None else None
+        index._attach(encoder, chroma, found, space, read_only=True, ref=ref)
         return index
+
+    @classmethod
+    def rebuild(
+        cls,
+        encoder: Encoder,
+        collection: str = "images",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        **options: Any,
+    ) -> ImageIndex:
+        """Drop the collection, damaged or not, and open it again empty; then refill it with
+        `index_folder`. Works when the store is too damaged to open.
+
+        A damaged embedded store (its database missing, empty or corrupt) is moved aside
+        to `PATH.damaged-TIMESTAMP`, not deleted, and a new one is created at PATH: the other
+        collections it held are in the moved copy. Otherwise only this collection and its
+        index files are deleted.
+
+        Args:
+            encoder, collection, path, host, port: as for `ImageIndex(...)`.
+            options: other `ImageIndex` options (chunk_size, timeout, lock_timeout).
+
+        Example:
+            >>> ImageIndex.rebuild(CLIPEncoder(), "photos").index_folder("~/Pictures")
+        """
+        discard_collection(
+            collection, path, host=host, port=port, lock_timeout=options.get("lock_timeout", 0.0)
+        )
+        return cls(encoder, collection, path, host=host, port=port, **options)
 
     def _attach(
         self,
@@ -181,6 +249,7 @@ class ImageIndex:
         space: str,
         *,
         read_only: bool = False,
+        ref: StoreRef | None = None,
     ) -> None:
         self.encoder = encoder
         self.name: str = collection.name
@@ -193,7 +262,8 @@ class ImageIndex:
         self._max_batch = 1
         self._write_size = 1
         self._write_every_s = 1.0
-        self._store = LockedCollection(collection)  # every internal call goes through it
+        self._lock_timeout = 0.0
+        self._store = LockedCollection(collection, ref)  # every internal call goes through it
 
     @property
     def read_only(self) -> bool:
@@ -212,8 +282,15 @@ class ImageIndex:
                 "Write with that tool, or build a collection of your own with ImageIndex(...)."
             )
 
+    @contextmanager
+    def _writing(self, operation: str) -> Iterator[None]:
+        self._check_writable(operation)
+        with write_lock(self._store.ref.path, self._lock_timeout):  # other processes wait
+            yield
+
     # -- adding -------------------------------------------------------------------------
 
+    @_writes("add to")
     def add(
         self,
         sources: Sequence[ImageInput],
@@ -234,7 +311,6 @@ class ImageIndex:
             An IndexReport; `ids` gives each input's record id (None where it failed), and
             `failed` each input that could not be read or decoded, with the reason.
         """
-        self._check_writable("add to")
         sources = _as_list(sources)
         n = len(sources)
         metas = _aligned("metadatas", metadatas, n)
@@ -248,6 +324,7 @@ class ImageIndex:
         self._ingest(jobs, report, None)
         return report
 
+    @_writes("add to")
     def add_embeddings(
         self,
         embeddings: np.ndarray | Sequence[Sequence[float]],
@@ -274,7 +351,6 @@ class ImageIndex:
             replace: overwrite records with the same ids; by default they are left as
                 they are.
         """
-        self._check_writable("add to")
         vectors = self._check_vectors(embeddings, len(ids))
         n = len(ids)
         uri_list = _aligned("uris", uris, n)
@@ -314,10 +390,13 @@ class ImageIndex:
             ...         vectors = my_model([s.payload for s in sources])
             ...         writer.put(ImageRecord.from_source(s, v) for s, v in zip(sources, vectors))
         """
-        self._check_writable("add to")
-        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as background:
+        with (
+            self._writing("add to"),
+            BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as background,
+        ):
             yield IndexWriter(background, self._check_vectors)
 
+    @_writes("sync a folder into")
     def index_folder(
         self,
         path: str | os.PathLike[str],
@@ -351,7 +430,6 @@ class ImageIndex:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
             reason) and embedded (how many images went through the model).
         """
-        self._check_writable("sync a folder into")
         root = Path(path).expanduser().absolute()
         if not root.is_dir():
             raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
@@ -482,12 +560,12 @@ class ImageIndex:
         """The k records closest to a vector from this index's model, best first."""
         if k < 1:
             return []
-        result = self._store.query(
-            query_embeddings=[self._check_vectors([vector], 1)[0]],
-            n_results=k,
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris", "documents"],
+        result = self._query(
+            self._check_vectors([vector], 1)[0],
+            k,
+            where,
+            where_document,
+            ["metadatas", "distances", "uris", "documents"],
         )
         return hits_from_query(result, self.space)
 
@@ -527,18 +605,40 @@ class ImageIndex:
         if k < 1:
             return []
         query = self._check_vectors([vector], 1)[0]
-        result = self._store.query(
-            query_embeddings=[query],
-            n_results=max(k, fetch_k),
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris", "documents", "embeddings"],
+        result = self._query(
+            query,
+            max(k, fetch_k),
+            where,
+            where_document,
+            ["metadatas", "distances", "uris", "documents", "embeddings"],
         )
         hits = hits_from_query(result, self.space)
         if not hits:
             return []
         candidates = np.asarray(result["embeddings"][0], dtype=np.float32)
         return [hits[i] for i in mmr_select(query, candidates, k, lambda_mult)]
+
+    def _query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        where: Where | None,
+        where_document: Where | None,
+        include: list[str],
+    ) -> Any:
+        def query() -> Any:
+            return self._store.query(
+                query_embeddings=[vector],
+                n_results=n,
+                where=dict(where) if where else None,
+                where_document=dict(where_document) if where_document else None,
+                include=include,
+            )
+
+        if where or where_document:  # a filter may match fewer than n: nothing to check
+            return query()
+        # Unfiltered, a short answer means the vector index lost records (damage).
+        return full_query(query, n, self._store.count, self._store.ref, self.name)
 
     # -- records ------------------------------------------------------------------------
 
@@ -565,9 +665,9 @@ class ImageIndex:
             found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector, docs[row])
         return [found[i] for i in ids if i in found]
 
+    @_writes("delete from")
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
         """Delete records by id, by metadata filter, or both (records matching both)."""
-        self._check_writable("delete from")
         if ids is None and where is None:
             raise ValueError("pass ids or where; to delete everything, drop the collection")
         if isinstance(ids, str):
