@@ -9,6 +9,7 @@ damage becomes `IndexDamagedError`, a server that does not answer `IndexUnavaila
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -25,10 +26,12 @@ __all__ = [
     "SQLITE_NAME",
     "StoreRef",
     "damaged",
+    "forget_client",
     "full_query",
     "guarded",
     "segment_folders",
     "store_files_problem",
+    "unreachable",
 ]
 
 T = TypeVar("T")
@@ -171,8 +174,25 @@ def full_query(
             return result
         if attempt == 0:
             result = query()
-    raise damaged(
+    raise unreachable(ref, name, expected, got)
+
+
+def unreachable(ref: StoreRef, name: str, count: int, reached: int) -> IndexDamagedError:
+    return damaged(
         ref,
-        f"collection {name!r} holds {expected} or more records but a query reaches only "
-        f"{got}: its vector index (the HNSW files) is missing or damaged",
+        f"collection {name!r} holds {count} records but a query reaches only {reached}: its "
+        "vector index (the HNSW files) is missing or damaged",
     )
+
+
+def forget_client(folder: Path) -> None:
+    """Drop Chroma's cached store for this folder (one per path per process), so that the
+    next client opens the files anew: after a failed open (Chroma keeps a broken one) or
+    after the folder was moved aside."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.pop(str(folder), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(folder), None)
+    if system is not None:
+        with contextlib.suppress(Exception):
+            system.stop()

@@ -15,9 +15,10 @@ from clip_multimodal.errors import IndexDamagedError, IndexNotFoundError
 from clip_multimodal.index._health import (
     SQLITE_NAME,
     StoreRef,
-    full_query,
+    forget_client,
     guarded,
     store_files_problem,
+    unreachable,
 )
 from clip_multimodal.index._lock import write_lock
 from clip_multimodal.index._store import client_for, default_data_dir, get_existing
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HealthReport", "check_collection", "discard_collection"]
 
-#: The files of a saved HNSW index; none of them may be empty.
-_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "index_metadata.pickle")
+#: The files every saved HNSW index has; none may be empty. The id map
+#: (index_metadata.pickle) appears at the first sync and may not be empty either.
+_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin")
+_HNSW_ID_MAP = "index_metadata.pickle"
 
 
 @dataclass
@@ -123,11 +126,12 @@ def _vector_segments(db: sqlite3.Connection, collection: str) -> list[str]:
 def _hnsw_problems(segment: Path) -> list[str]:
     if not segment.is_dir():
         return []  # not saved yet (fewer records than the sync threshold); the query checks
+    id_map = segment / _HNSW_ID_MAP
     return [
         f"{segment / name}: missing or empty"
         for name in _HNSW_FILES
         if not (segment / name).is_file() or (segment / name).stat().st_size == 0
-    ]
+    ] + ([f"{id_map}: empty"] if id_map.is_file() and id_map.stat().st_size == 0 else [])
 
 
 def _check_reach(found: Any, ref: StoreRef, report: HealthReport) -> None:
@@ -139,11 +143,12 @@ def _check_reach(found: Any, ref: StoreRef, report: HealthReport) -> None:
     sample = guarded(lambda: found.get(limit=1, include=["embeddings"]), ref)
     vector = sample["embeddings"][0]
 
-    def query() -> Any:
-        return found.query(query_embeddings=[vector], n_results=count, include=[])
-
-    result = full_query(lambda: guarded(query, ref), count, lambda: count, ref, found.name)
+    result = guarded(
+        lambda: found.query(query_embeddings=[vector], n_results=count, include=[]), ref
+    )
     report.reachable = len(result["ids"][0])
+    if report.reachable < count:
+        report.problems.append(str(unreachable(ref, found.name, count, report.reachable)))
 
 
 def discard_collection(
@@ -198,21 +203,9 @@ def _delete(chroma: ClientAPI, collection: str) -> None:
 
 
 def _move_aside(folder: Path) -> str:
-    _forget_client(folder)
+    forget_client(folder)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     target = folder.with_name(f"{folder.name}.damaged-{stamp}")
     folder.rename(target)
     folder.mkdir()
     return f"moved the damaged store {folder} to {target}"
-
-
-def _forget_client(folder: Path) -> None:
-    # Chroma caches one open store per path in the process; a new client at this path must
-    # open the new files, not the moved ones.
-    from chromadb.api.shared_system_client import SharedSystemClient
-
-    system = SharedSystemClient._identifier_to_system.pop(str(folder), None)
-    SharedSystemClient._identifier_to_refcount.pop(str(folder), None)
-    if system is not None:
-        with contextlib.suppress(Exception):
-            system.stop()

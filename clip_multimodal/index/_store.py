@@ -15,7 +15,13 @@ from clip_multimodal.errors import (
     IndexNotFoundError,
     IndexUnavailableError,
 )
-from clip_multimodal.index._health import StoreRef, damaged, guarded, store_files_problem
+from clip_multimodal.index._health import (
+    StoreRef,
+    damaged,
+    forget_client,
+    guarded,
+    store_files_problem,
+)
 from clip_multimodal.index._lock import open_lock
 from clip_multimodal.index._records import SPACES
 
@@ -96,9 +102,7 @@ def make_client(
         if problem is not None:  # before Chroma replaces the lost database with an empty one
             raise damaged(ref, problem)
         with open_lock(where):  # two processes creating one store race in Chroma's setup
-            return guarded(
-                lambda: chromadb.PersistentClient(path=str(where), settings=_settings()), ref
-            )
+            return guarded(lambda: _persistent_client(where), ref)
     if path is not None:
         raise ValueError("pass either path (embedded Chroma) or host/port (a server), not both")
     host, port = host or "localhost", port or 8000
@@ -114,6 +118,16 @@ def make_client(
         ) from exc
     _set_timeout(client, limit)
     return client
+
+
+def _persistent_client(where: Path) -> ClientAPI:
+    import chromadb
+
+    try:
+        return chromadb.PersistentClient(path=str(where), settings=_settings())
+    except Exception:
+        forget_client(where)  # Chroma keeps the failed store cached: the retry must reopen
+        raise
 
 
 def _heartbeat(host: str, port: int, timeout: float) -> None:
