@@ -19,7 +19,7 @@ from clip_multimodal import images
 from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
 from clip_multimodal.index._health import StoreRef, full_query
-from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk, lost_writes
 from clip_multimodal.index._lock import write_lock
 from clip_multimodal.index._records import (
     IndexRecord,
@@ -470,7 +470,14 @@ class ImageIndex:
     ) -> CallState:
         state = CallState()
         pending, since = WriteBatch(), time.monotonic()
-        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as writer:
+        lost = [0, 0]  # new and changed records another process wrote first (a server)
+
+        def write(batch: WriteBatch) -> None:
+            self._write(batch)
+            for i, n in enumerate(lost_writes(self._store, batch, state.run)):
+                lost[i] += n
+
+        with BackgroundWriter[WriteBatch](write, WriteBatch.merged) as writer:
             for start in range(0, len(jobs), self._chunk):
                 chunk = jobs[start : start + self._chunk]
                 pending = pending.merged(
@@ -486,6 +493,9 @@ class ImageIndex:
                     advance(len(chunk))
             if len(pending):
                 writer.put(pending)
+        report.added -= lost[0]
+        report.updated -= lost[1]
+        report.unchanged += lost[0] + lost[1]
         return state
 
     def _write(self, batch: WriteBatch) -> None:

@@ -10,6 +10,7 @@ complete records only; the re-run finds them stored and skips them.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clip_multimodal.errors import ImageLoadError
-from clip_multimodal.index._records import FailedItem, IndexReport, Metadata, merge_metadata
+from clip_multimodal.index._records import (
+    RUN_KEY,
+    FailedItem,
+    IndexReport,
+    Metadata,
+    merge_metadata,
+)
 from clip_multimodal.index._sources import ImageSource, read_many
 from clip_multimodal.types import ImageInput
 
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
     from clip_multimodal.index._store import LockedCollection
     from clip_multimodal.types import Encoder
 
-__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk"]
+__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk", "lost_writes"]
 
 _RECENT_VECTORS = 8192  # content vectors kept per call: 16 MiB at 512-d
 
@@ -77,6 +84,8 @@ class CallState:
 
     seen: set[str] = field(default_factory=set)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: this call's RUN_KEY value, written on every record it writes.
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: ids of inputs that failed (their old record must not stay searchable).
     failed_ids: list[str] = field(default_factory=list)
     #: ids of folder files that vanished between the scan and the read (gone, not failed).
@@ -144,6 +153,7 @@ def _read(jobs: Sequence[Job], report: IndexReport, state: CallState) -> list[_R
             continue
         own = result.metadata()
         own.update(job.extra)
+        own[RUN_KEY] = state.run
         try:
             meta = merge_metadata(job.metadata, own)
         except ValueError as exc:
@@ -177,7 +187,8 @@ def _same_content(item: _Ready) -> bool:
 def _same_metadata(item: _Ready) -> bool:
     stored = item.stored or {}
     # "mtime" is derived from the exact "mtime_ns"; floats may not survive a server round trip.
-    return all(stored.get(k) == v for k, v in item.metadata.items() if k != "mtime")
+    # The run that wrote a record is no reason to write it again.
+    return all(stored.get(k) == v for k, v in item.metadata.items() if k not in ("mtime", RUN_KEY))
 
 
 def _vectors(
@@ -213,6 +224,23 @@ def _vectors(
     for sha, vector in vectors.items():
         state.remember(sha, vector)
     return vectors
+
+
+def lost_writes(collection: LockedCollection, batch: WriteBatch, run: str) -> tuple[int, int]:
+    """How many of a written batch's new and changed records another run wrote instead.
+
+    Chroma ignores `add` for an id that exists, so when two processes add the same record,
+    the one whose run id is stored wrote it; the other counts it as unchanged.
+    """
+    lost = []
+    for rows in (batch.new, batch.changed):
+        if not rows:
+            lost.append(0)
+            continue
+        got = collection.get(ids=[r[0] for r in rows], include=["metadatas"])
+        metas = got["metadatas"] or []
+        lost.append(len(rows) - sum(1 for m in metas if (m or {}).get(RUN_KEY) == run))
+    return lost[0], lost[1]
 
 
 def _stored_vectors(collection: LockedCollection, hashes: list[str]) -> dict[str, np.ndarray]:

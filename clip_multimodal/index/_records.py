@@ -18,6 +18,10 @@ __all__ = [
 
 Metadata = dict[str, "str | int | float | bool"]
 
+#: The metadata key naming the `add`/`index_folder` run that last wrote a record: with
+#: several writers on one server, each run counts only the records that carry its own.
+RUN_KEY = "index_run"
+
 #: Metadata keys the index writes itself; user metadata cannot override them.
 RESERVED_KEYS = frozenset(
     {
@@ -31,6 +35,7 @@ RESERVED_KEYS = frozenset(
         "sha256",
         "modality",
         "folder",
+        RUN_KEY,
     }
 )
 
@@ -46,7 +51,7 @@ class SearchHit:
             better. Chroma's distance `d` is converted by the collection's space: `1 - d`
             for cosine and ip, `1 - d / 2` for (squared) l2.
         metadata: the record's metadata (uri, mime, width, height, size, mtime, mtime_ns,
-            sha256, modality and any user keys).
+            sha256, modality, index_run and any user keys).
         document: the text stored with the record (a caption), if any.
     """
 
