@@ -84,7 +84,8 @@ class StoreRef:
         if settings.is_persistent and settings.persist_directory:
             return cls(path=Path(settings.persist_directory))
         if settings.chroma_server_host:
-            return cls(None, f"{settings.chroma_server_host}:{settings.chroma_server_http_port}")
+            server = f"{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+            return cls(None, server, timeout_s)
         return cls()  # an in-memory client
 
 
