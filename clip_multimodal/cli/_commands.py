@@ -24,7 +24,7 @@ from clip_multimodal.cli._context import (
 )
 
 if TYPE_CHECKING:
-    from clip_multimodal.index import SearchHit
+    from clip_multimodal.index import ImageIndex, SearchHit
     from clip_multimodal.server.settings import ServerSettings
 
 __all__ = ["COMMANDS", "run_train"]
@@ -44,12 +44,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder; `index` takes folders of images")
-    index = open_index(args, open_encoder(args))
+    index = _rebuild(args) if args.rebuild else open_index(args, open_encoder(args))
     patterns = {"patterns": args.patterns} if args.patterns else {}
     failed = 0
     for folder in folders:
         report = index.index_folder(
-            folder, args.recursive, progress=None if args.progress else False, **patterns
+            folder,
+            args.recursive,
+            progress=None if args.progress else False,
+            verify=args.verify,
+            **patterns,
         )
         print(f"{folder}: {report}")
         for item in report.failed:
@@ -59,6 +63,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     if failed:
         _err(f"error: {failed} image(s) could not be indexed (listed above)")
     return 1 if failed else 0
+
+
+def _rebuild(args: argparse.Namespace) -> ImageIndex:
+    from clip_multimodal.index import ImageIndex
+
+    index = ImageIndex.rebuild(open_encoder(args), args.collection, **chroma_location(args))
+    print(f"collection {args.collection!r}: emptied, indexing again")
+    return index
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -177,6 +189,8 @@ def _collection_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     encoder = open_encoder(args)
     where = chroma_location(args)
     store = f"embedded at {where['path']}" if "path" in where else _server(where)
@@ -198,6 +212,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{key + ':':12} {info[key]}")
     print(f"{'collection:':12} {_describe_collection(collection, encoder.model_id)}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """`info --check`: the store's files and the query reach; no model is loaded."""
+    import dataclasses
+
+    from clip_multimodal.index import check_collection
+
+    health = check_collection(args.collection, **chroma_location(args))
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(health), "ok": health.ok}, indent=2))
+    elif not health.exists and health.ok:
+        print(f"collection {health.name!r} at {health.store}: not created yet")
+    else:
+        reach = "?" if health.reachable is None else health.reachable
+        print(
+            f"collection {health.name!r} at {health.store}: {health.count} records, "
+            f"{reach} reached by a query: {'OK' if health.ok else 'DAMAGED'}"
+        )
+        for problem in health.problems:
+            _err(f"problem: {problem}")
+    return 0 if health.ok else 1
 
 
 def _server(where: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
 __all__ = ["HealthReport", "check_collection", "discard_collection"]
+
+logger = logging.getLogger(__name__)
 
 #: The files every saved HNSW index has; none may be empty. The id map
 #: (index_metadata.pickle) appears at the first sync and may not be empty either.
@@ -208,4 +211,6 @@ def _move_aside(folder: Path) -> str:
     target = folder.with_name(f"{folder.name}.damaged-{stamp}")
     folder.rename(target)
     folder.mkdir()
+    # A warning: the store's other collections are in the moved copy now.
+    logger.warning("moved the damaged Chroma store %s aside to %s", folder, target)
     return f"moved the damaged store {folder} to {target}"
