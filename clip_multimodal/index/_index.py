@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
@@ -10,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -18,9 +17,9 @@ from PIL import Image
 from clip_multimodal import images
 from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
-from clip_multimodal.index._health import StoreRef, full_query
+from clip_multimodal.index._health import StoreRef
 from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk, lost_writes
-from clip_multimodal.index._lock import write_lock
+from clip_multimodal.index._lock import write_lock, writes
 from clip_multimodal.index._records import (
     IndexRecord,
     IndexReport,
@@ -56,30 +55,10 @@ QueryType = Literal["auto", "text", "image"]
 Where = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 Advance = Callable[[int], None]
-P = ParamSpec("P")
-R = TypeVar("R")
 
 #: Default chunk bounds: at least 64 images (each chunk pays two store lookups), at most 512
 #: (a chunk's images are held in memory as read, before the model decodes them).
 _MIN_CHUNK, _MAX_CHUNK = 64, 512
-
-
-def _writes(
-    operation: str,
-) -> Callable[[Callable[Concatenate[ImageIndex, P], R]], Callable[Concatenate[ImageIndex, P], R]]:
-    """Refuse the call on a read-only index; hold the store's write lock while it runs."""
-
-    def wrap(
-        method: Callable[Concatenate[ImageIndex, P], R],
-    ) -> Callable[Concatenate[ImageIndex, P], R]:
-        @functools.wraps(method)
-        def locked(index: ImageIndex, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            with index._writing(operation):
-                return method(index, *args, **kwargs)
-
-        return locked
-
-    return wrap
 
 
 class ImageIndex:
@@ -290,7 +269,7 @@ class ImageIndex:
 
     # -- adding -------------------------------------------------------------------------
 
-    @_writes("add to")
+    @writes("add to")
     def add(
         self,
         sources: Sequence[ImageInput],
@@ -324,7 +303,7 @@ class ImageIndex:
         self._ingest(jobs, report, None)
         return report
 
-    @_writes("add to")
+    @writes("add to")
     def add_embeddings(
         self,
         embeddings: np.ndarray | Sequence[Sequence[float]],
@@ -396,7 +375,7 @@ class ImageIndex:
         ):
             yield IndexWriter(background, self._check_vectors)
 
-    @_writes("sync a folder into")
+    @writes("sync a folder into")
     def index_folder(
         self,
         path: str | os.PathLike[str],
@@ -570,12 +549,12 @@ class ImageIndex:
         """The k records closest to a vector from this index's model, best first."""
         if k < 1:
             return []
-        result = self._query(
-            self._check_vectors([vector], 1)[0],
-            k,
-            where,
-            where_document,
-            ["metadatas", "distances", "uris", "documents"],
+        result = self._store.query(
+            query_embeddings=[self._check_vectors([vector], 1)[0]],
+            n_results=k,
+            where=dict(where) if where else None,
+            where_document=dict(where_document) if where_document else None,
+            include=["metadatas", "distances", "uris", "documents"],
         )
         return hits_from_query(result, self.space)
 
@@ -615,40 +594,18 @@ class ImageIndex:
         if k < 1:
             return []
         query = self._check_vectors([vector], 1)[0]
-        result = self._query(
-            query,
-            max(k, fetch_k),
-            where,
-            where_document,
-            ["metadatas", "distances", "uris", "documents", "embeddings"],
+        result = self._store.query(
+            query_embeddings=[query],
+            n_results=max(k, fetch_k),
+            where=dict(where) if where else None,
+            where_document=dict(where_document) if where_document else None,
+            include=["metadatas", "distances", "uris", "documents", "embeddings"],
         )
         hits = hits_from_query(result, self.space)
         if not hits:
             return []
         candidates = np.asarray(result["embeddings"][0], dtype=np.float32)
         return [hits[i] for i in mmr_select(query, candidates, k, lambda_mult)]
-
-    def _query(
-        self,
-        vector: np.ndarray,
-        n: int,
-        where: Where | None,
-        where_document: Where | None,
-        include: list[str],
-    ) -> Any:
-        def query() -> Any:
-            return self._store.query(
-                query_embeddings=[vector],
-                n_results=n,
-                where=dict(where) if where else None,
-                where_document=dict(where_document) if where_document else None,
-                include=include,
-            )
-
-        if where or where_document:  # a filter may match fewer than n: nothing to check
-            return query()
-        # Unfiltered, a short answer means the vector index lost records (damage).
-        return full_query(query, n, self._store.count, self._store.ref, self.name)
 
     # -- records ------------------------------------------------------------------------
 
@@ -675,7 +632,7 @@ class ImageIndex:
             found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector, docs[row])
         return [found[i] for i in ids if i in found]
 
-    @_writes("delete from")
+    @writes("delete from")
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
         """Delete records by id, by metadata filter, or both (records matching both)."""
         if ids is None and where is None:

@@ -11,13 +11,15 @@ calls). Where `fcntl` is missing (Windows), there is no lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from clip_multimodal.errors import IndexLockedError
 
@@ -26,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "open_lock", "write_lock"]
+__all__ = ["LOCK_NAME", "open_lock", "write_lock", "writes"]
 
 LOCK_NAME = "clip-multimodal.lock"
 _OPEN_LOCK_NAME = "clip-multimodal.open.lock"
@@ -128,3 +130,29 @@ def open_lock(folder: Path, timeout_s: float = 60.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class _Writer(Protocol):
+    def _writing(self, operation: str) -> AbstractContextManager[None]: ...
+
+
+W = TypeVar("W", bound=_Writer)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def writes(
+    operation: str,
+) -> Callable[[Callable[Concatenate[W, P], R]], Callable[Concatenate[W, P], R]]:
+    """Decorate an index method that writes: it runs inside `self._writing(operation)` (which
+    refuses a read-only index and holds the write lock)."""
+
+    def wrap(method: Callable[Concatenate[W, P], R]) -> Callable[Concatenate[W, P], R]:
+        @functools.wraps(method)
+        def locked(index: W, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with index._writing(operation):
+                return method(index, *args, **kwargs)
+
+        return locked
+
+    return wrap

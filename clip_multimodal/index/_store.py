@@ -19,6 +19,7 @@ from clip_multimodal.index._health import (
     StoreRef,
     damaged,
     forget_client,
+    full_query,
     guarded,
     store_files_problem,
 )
@@ -372,7 +373,17 @@ class LockedCollection:
         return self._call("get", kwargs)
 
     def query(self, **kwargs: Any) -> Any:
-        return self._call("query", kwargs)
+        """Unfiltered, a query must reach min(n_results, count) records: a short answer
+        means the vector index lost records, and raises IndexDamagedError."""
+        if kwargs.get("where") or kwargs.get("where_document"):
+            return self._call("query", kwargs)  # a filter may match fewer: nothing to check
+        return full_query(
+            lambda: self._call("query", kwargs),
+            int(kwargs["n_results"]),
+            self.count,
+            self.ref,
+            self.collection.name,
+        )
 
     def add(self, **kwargs: Any) -> None:
         self._call("add", kwargs)
