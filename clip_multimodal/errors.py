@@ -6,6 +6,8 @@ __all__ = [
     "CLIPMultimodalError",
     "ImageLoadError",
     "IncompatibleIndexError",
+    "IndexDamagedError",
+    "IndexLockedError",
     "IndexNotFoundError",
     "IndexUnavailableError",
     "InvalidCollectionNameError",
@@ -43,6 +45,16 @@ class IncompatibleIndexError(CLIPMultimodalError):
 
 class IndexUnavailableError(CLIPMultimodalError):
     """The Chroma server or store cannot be reached."""
+
+
+class IndexDamagedError(CLIPMultimodalError):
+    """The Chroma store's files are damaged or missing; the message names the store's path and
+    the repair (`clip-multimodal index DIR --rebuild`, or `ImageIndex.rebuild`)."""
+
+
+class IndexLockedError(CLIPMultimodalError):
+    """Another process is writing to the embedded store; the message names the store's path and
+    the writer's pid."""
 
 
 class IndexNotFoundError(CLIPMultimodalError, LookupError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.cli._context import (
     UsageError,
-    check_collection,
+    check_collection_option,
     chroma_location,
     data_dir,
     find_collection,
@@ -30,7 +30,7 @@ from clip_multimodal.cli._context import (
 if TYPE_CHECKING:
     from PIL import Image
 
-    from clip_multimodal.index import CollectionInfo, IndexReport, SearchHit
+    from clip_multimodal.index import CollectionInfo, ImageIndex, IndexReport, SearchHit
     from clip_multimodal.server.settings import ServerSettings
 
 __all__ = ["COMMANDS", "run_train"]
@@ -55,13 +55,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder; `index` takes folders of images")
-    check_collection(args)
-    index = open_index(args, open_encoder(args))
+    check_collection_option(args)
+    index = _rebuild(args) if args.rebuild else open_index(args, open_encoder(args))
     patterns = {"patterns": args.patterns} if args.patterns else {}
     failed = empty = 0
     for folder in folders:
         report = index.index_folder(
-            folder, args.recursive, progress=None if args.progress else False, **patterns
+            folder,
+            args.recursive,
+            progress=None if args.progress else False,
+            verify=args.verify,
+            **patterns,
         )
         print(f"{folder}: {report}")
         for item in report.failed:
@@ -91,6 +95,14 @@ def _no_images(folder: Path, args: argparse.Namespace) -> str:
     )
 
 
+def _rebuild(args: argparse.Namespace) -> ImageIndex:
+    from clip_multimodal.index import ImageIndex
+
+    index = ImageIndex.rebuild(open_encoder(args), args.collection, **chroma_location(args))
+    print(f"collection {args.collection!r}: emptied, indexing again")
+    return index
+
+
 # -- search ---------------------------------------------------------------------------------
 
 
@@ -101,7 +113,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     where = parse_where(args.where)
     model_spec(args)  # usage errors, then missing inputs, before the model loads
-    check_collection(args)
+    check_collection_option(args)
     image = _query_image(args.image) if args.image is not None else None
     found = find_collection(args)
     index = open_index(args, open_encoder(args), read_only=True)
@@ -226,7 +238,9 @@ def _collection_info(args: argparse.Namespace) -> tuple[dict[str, Any], Exceptio
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    check_collection(args)
+    if args.check:
+        return _check(args)
+    check_collection_option(args)
     encoder = open_encoder(args)
     where = chroma_location(args)
     store = f"embedded at {where['path']}" if "path" in where else server_address(where)
@@ -253,6 +267,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """`info --check`: the store's files and the query reach; no model is loaded."""
+    import dataclasses
+
+    from clip_multimodal.index import check_collection as check_store
+
+    health = check_store(args.collection, **chroma_location(args))
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(health), "ok": health.ok}, indent=2))
+    elif not health.exists and health.ok:
+        print(f"collection {health.name!r} at {health.store}: not created yet")
+    else:
+        reach = "?" if health.reachable is None else health.reachable
+        print(
+            f"collection {health.name!r} at {health.store}: {health.count} records, "
+            f"{reach} reached by a query: {'OK' if health.ok else 'DAMAGED'}"
+        )
+        for problem in health.problems:
+            _err(f"problem: {problem}")
+    return 0 if health.ok else 1
+
+
 def _describe_collection(coll: dict[str, Any], model_id: str) -> str:
     if not coll["exists"]:
         return f"{coll['name']} (not found)"
@@ -275,7 +311,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_bind(args.host, args.token)
     except InsecureBindError as exc:
         raise UsageError(str(exc)) from exc
-    check_collection(args)
+    check_collection_option(args)
     settings = _settings(args)
     require("uvicorn", "server", "clip-multimodal serve")
     require("fastapi", "server", "clip-multimodal serve")

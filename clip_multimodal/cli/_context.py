@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UsageError",
-    "check_collection",
+    "check_collection_option",
     "data_dir",
     "find_collection",
     "index_command",
@@ -72,7 +72,7 @@ def chroma_location(args: argparse.Namespace) -> dict[str, Any]:
     return {"path": data_dir(args) / "chroma"}
 
 
-def check_collection(args: argparse.Namespace) -> None:
+def check_collection_option(args: argparse.Namespace) -> None:
     """A usage error for a --collection name Chroma would refuse (before anything loads)."""
     from clip_multimodal.errors import InvalidCollectionNameError
     from clip_multimodal.index import check_collection_name
@@ -100,6 +100,12 @@ def index_command(args: argparse.Namespace) -> str:
     return " ".join(["clip-multimodal index DIR", *flags])
 
 
+def _holds_a_store(path: Path) -> bool:
+    return path.is_dir() and any(
+        entry.name == "chroma.sqlite3" or entry.is_dir() for entry in path.iterdir()
+    )
+
+
 def find_collection(args: argparse.Namespace) -> CollectionInfo:
     """The collection the options name, found without creating or changing anything.
 
@@ -113,8 +119,9 @@ def find_collection(args: argparse.Namespace) -> CollectionInfo:
     where = chroma_location(args)
     build = f"build it with: {index_command(args)}"
     path = where.get("path")
-    # Opening an embedded client creates its folder and database: look before opening.
-    if path is not None and not (path / "chroma.sqlite3").is_file():
+    # Opening an embedded client creates its folder and database: look before opening. A
+    # folder with segment folders but no database is damage, which opening reports.
+    if path is not None and not _holds_a_store(path):
         raise IndexNotFoundError(
             f"no index in data dir {data_dir(args)}: {path} holds no Chroma store "
             f"(looked for collection {args.collection!r}); {build}"

@@ -91,6 +91,16 @@ def _index(p: argparse.ArgumentParser) -> None:
         help="file name pattern, repeatable (default: common image types)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="read and hash every file, not only those whose size or mtime changed",
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the collection (even a damaged one) and index the folders from scratch",
+    )
 
 
 def _search(p: argparse.ArgumentParser) -> None:
@@ -151,6 +161,15 @@ def _serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", help="uvicorn's log level")
 
 
+def _info(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the store's files and that a query reaches every record (exit 1 if not)",
+    )
+    _json(p)
+
+
 def _no_options(p: argparse.ArgumentParser) -> None:
     """`demo` takes only the common options."""
 
@@ -191,8 +210,9 @@ _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
     "info": (
         "show the model, the device and the collection",
         "Show the model, its device and id, the collection's size and the model id recorded "
-        "in the collection (a collection only accepts the model that built it).",
-        _json,
+        "in the collection (a collection only accepts the model that built it). --check "
+        "checks the store instead: its files, and that a query reaches every record.",
+        _info,
     ),
 }
 

@@ -2,7 +2,8 @@
 
 `ImageIndex` is the entry point; the CLI, the server and the framework adapters sit on it.
 Scores are cosine similarity, higher is better. `ImageIndex.open_read_only` searches
-collections other tools wrote; `describe_collection` reports what a collection holds.
+collections other tools wrote; `describe_collection` reports what a collection holds, and
+`check_collection` whether its files are whole and a query reaches every record.
 Pipelines that embed elsewhere read inputs with `read_image_source` and store
 `ImageRecord`s through `ImageIndex.writer()`.
 """
@@ -17,6 +18,7 @@ from clip_multimodal.index._records import (
     IndexReport,
     SearchHit,
 )
+from clip_multimodal.index._repair import HealthReport, check_collection
 from clip_multimodal.index._sources import ImageSource, read_image_source
 from clip_multimodal.index._store import CollectionInfo, default_data_dir, describe_collection
 from clip_multimodal.index._sync import DEFAULT_PATTERNS
@@ -26,6 +28,7 @@ __all__ = [
     "RESERVED_KEYS",
     "CollectionInfo",
     "FailedItem",
+    "HealthReport",
     "ImageIndex",
     "ImageRecord",
     "ImageSource",
@@ -33,6 +36,7 @@ __all__ = [
     "IndexReport",
     "IndexWriter",
     "SearchHit",
+    "check_collection",
     "check_collection_name",
     "default_data_dir",
     "describe_collection",

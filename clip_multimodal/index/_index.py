@@ -17,7 +17,9 @@ from PIL import Image
 from clip_multimodal import images
 from clip_multimodal.errors import ImageLoadError, ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
-from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk
+from clip_multimodal.index._health import StoreRef
+from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk, lost_writes
+from clip_multimodal.index._lock import write_lock, writes
 from clip_multimodal.index._names import check_collection_name
 from clip_multimodal.index._records import (
     IndexRecord,
@@ -28,8 +30,10 @@ from clip_multimodal.index._records import (
     merge_metadata,
     uri_of,
 )
+from clip_multimodal.index._repair import discard_collection
 from clip_multimodal.index._search import mmr_select
 from clip_multimodal.index._store import (
+    DEFAULT_SERVER_TIMEOUT_S,
     LockedCollection,
     check_readable,
     client_for,
@@ -85,12 +89,18 @@ class ImageIndex:
             `batch_size`, within 64 to 512 (so larger on GPU). Finished chunks are gathered
             into writes of up to 1,024 records or one second of work, written while the next
             chunks embed.
+        timeout: seconds a Chroma server call may take (default 120); then
+            `IndexUnavailableError`.
+        lock_timeout: an embedded store takes one writing process at a time (a lock file in
+            its folder); how long a write waits for another process's to finish. The
+            default 0 raises `IndexLockedError` at once. Reads never wait.
 
     Raises:
         IncompatibleIndexError: the collection was built with another model (nothing is
             written).
         IndexUnavailableError: the Chroma server at host:port cannot be reached.
         InvalidCollectionNameError: Chroma would refuse the name (checked first).
+        IndexDamagedError: the store's files are damaged (rebuild with `ImageIndex.rebuild`).
 
     Example:
         >>> index = ImageIndex(CLIPEncoder(), collection="photos")
@@ -108,11 +118,16 @@ class ImageIndex:
         host: str | None = None,
         port: int | None = None,
         chunk_size: int | None = None,
+        timeout: float | None = None,
+        lock_timeout: float = 0.0,
     ) -> None:
         check_collection_name(collection)  # before the store opens: Chroma checks it late
         chunk = _chunk_size(encoder, chunk_size)
-        chroma = client_for(client, path, host, port)
-        self._attach(encoder, chroma, open_collection(chroma, collection, encoder), "cosine")
+        chroma = client_for(client, path, host, port, timeout)
+        found = open_collection(chroma, collection, encoder)
+        ref = StoreRef.of(chroma, timeout or DEFAULT_SERVER_TIMEOUT_S)
+        self._attach(encoder, chroma, found, "cosine", ref=ref)
+        self._lock_timeout = lock_timeout
         self._chunk = chunk
         self._max_batch = max(1, int(chroma.get_max_batch_size()))
         # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
@@ -174,8 +189,40 @@ class ImageIndex:
             found = collection
         space = check_readable(found, encoder)
         index = cls.__new__(cls)
-        index._attach(encoder, chroma, found, space, read_only=True)
+        ref = StoreRef.of(chroma) if chroma is not None else None
+        index._attach(encoder, chroma, found, space, read_only=True, ref=ref)
         return index
+
+    @classmethod
+    def rebuild(
+        cls,
+        encoder: Encoder,
+        collection: str = "images",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        **options: Any,
+    ) -> ImageIndex:
+        """Drop the collection, damaged or not, and open it again empty; then refill it with
+        `index_folder`. Works when the store is too damaged to open.
+
+        A damaged embedded store (its database missing, empty or corrupt) is moved aside
+        to `PATH.damaged-TIMESTAMP`, not deleted, and a new one is created at PATH: the other
+        collections it held are in the moved copy. Otherwise only this collection and its
+        index files are deleted.
+
+        Args:
+            encoder, collection, path, host, port: as for `ImageIndex(...)`.
+            options: other `ImageIndex` options (chunk_size, timeout, lock_timeout).
+
+        Example:
+            >>> ImageIndex.rebuild(CLIPEncoder(), "photos").index_folder("~/Pictures")
+        """
+        discard_collection(
+            collection, path, host=host, port=port, lock_timeout=options.get("lock_timeout", 0.0)
+        )
+        return cls(encoder, collection, path, host=host, port=port, **options)
 
     def _attach(
         self,
@@ -185,6 +232,7 @@ class ImageIndex:
         space: str,
         *,
         read_only: bool = False,
+        ref: StoreRef | None = None,
     ) -> None:
         self.encoder = encoder
         self.name: str = collection.name
@@ -197,7 +245,8 @@ class ImageIndex:
         self._max_batch = 1
         self._write_size = 1
         self._write_every_s = 1.0
-        self._store = LockedCollection(collection)  # every internal call goes through it
+        self._lock_timeout = 0.0
+        self._store = LockedCollection(collection, ref)  # every internal call goes through it
 
     @property
     def read_only(self) -> bool:
@@ -216,8 +265,15 @@ class ImageIndex:
                 "Write with that tool, or build a collection of your own with ImageIndex(...)."
             )
 
+    @contextmanager
+    def _writing(self, operation: str) -> Iterator[None]:
+        self._check_writable(operation)
+        with write_lock(self._store.ref.path, self._lock_timeout):  # other processes wait
+            yield
+
     # -- adding -------------------------------------------------------------------------
 
+    @writes("add to")
     def add(
         self,
         sources: Sequence[ImageInput],
@@ -238,7 +294,6 @@ class ImageIndex:
             An IndexReport; `ids` gives each input's record id (None where it failed), and
             `failed` each input that could not be read or decoded, with the reason.
         """
-        self._check_writable("add to")
         sources = _as_list(sources)
         n = len(sources)
         metas = _aligned("metadatas", metadatas, n)
@@ -252,6 +307,7 @@ class ImageIndex:
         self._ingest(jobs, report, None)
         return report
 
+    @writes("add to")
     def add_embeddings(
         self,
         embeddings: np.ndarray | Sequence[Sequence[float]],
@@ -278,7 +334,6 @@ class ImageIndex:
             replace: overwrite records with the same ids; by default they are left as
                 they are.
         """
-        self._check_writable("add to")
         vectors = self._check_vectors(embeddings, len(ids))
         n = len(ids)
         uri_list = _aligned("uris", uris, n)
@@ -318,10 +373,13 @@ class ImageIndex:
             ...         vectors = my_model([s.payload for s in sources])
             ...         writer.put(ImageRecord.from_source(s, v) for s, v in zip(sources, vectors))
         """
-        self._check_writable("add to")
-        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as background:
+        with (
+            self._writing("add to"),
+            BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as background,
+        ):
             yield IndexWriter(background, self._check_vectors)
 
+    @writes("sync a folder into")
     def index_folder(
         self,
         path: str | os.PathLike[str],
@@ -330,13 +388,17 @@ class ImageIndex:
         *,
         progress: bool | None = None,
         callback: Progress | None = None,
+        verify: bool = False,
     ) -> IndexReport:
         """Bring the collection in sync with a folder of images, doing as little as possible.
 
-        Files whose mtime and size match their record are skipped without being read.
-        Changed files are re-embedded; a file only touched keeps its vector. Records of
-        deleted files are removed. A renamed or copied file reuses the stored vector of the
-        same content. Record ids are `file:` + the SHA-256 of the absolute path, so identical
+        Files whose mtime and size match their record are skipped without being read (a
+        file rewritten in place with the same size and mtime keeps its old vector; pass
+        `verify=True` to hash every file). Changed files are re-embedded; a file only touched
+        keeps its vector. Records of deleted files, of paths that are no longer files, and
+        of files that can no longer be read as images (listed in `failed`) are removed; a
+        file deleted during the run is treated as gone. A renamed or copied file reuses the
+        stored vector of the same content. Record ids are `file:` + the SHA-256 of the absolute path, so identical
         files at two paths are two records; records carry `folder` (the synced root).
 
         Args:
@@ -345,30 +407,35 @@ class ImageIndex:
             patterns: file name patterns (case-insensitive).
             progress: show a tqdm bar; None shows it when stderr is a terminal.
             callback: called as `callback(done, total)` as files are processed.
+            verify: read and hash every file, re-embedding those whose content changed.
 
         Returns:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
             reason) and embedded (how many images went through the model).
         """
-        self._check_writable("sync a folder into")
         root = Path(path).expanduser().absolute()
         if not root.is_dir():
             raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
         folder = str(root)
         files = scan_folder(root, recursive, patterns)
-        plan = plan_sync(files, self._folder_records(folder))
+        stored = self._folder_records(folder)
+        plan = plan_sync(files, stored, verify)
         report = IndexReport(unchanged=len(plan.unchanged))
         jobs = [
-            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}) for i, f in enumerate(plan.todo)
+            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
+            for i, f in enumerate(plan.todo)
         ]
         report.ids = [None] * len(jobs)
         with _progress(len(files), progress, callback) as advance:
             advance(len(plan.unchanged))
-            self._ingest(jobs, report, advance)
-        if plan.gone:
+            state = self._ingest(jobs, report, advance)
+        stored_ids = {id_ for id_, _ in stored.values()}
+        # A file that vanished or stopped being an image must not stay searchable.
+        gone = plan.gone + [i for i in state.vanished_ids + state.failed_ids if i in stored_ids]
+        if gone:
             # After the writes: a renamed file's record was rewritten from the old vector first.
-            self._store.delete(ids=plan.gone)
-            report.removed = len(plan.gone)
+            self._store.delete(ids=gone)
+            report.removed = len(gone)
         report.ids = []
         return report
 
@@ -381,10 +448,19 @@ class ImageIndex:
                 out[uri] = (id_, meta or {})
         return out
 
-    def _ingest(self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None) -> None:
+    def _ingest(
+        self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None
+    ) -> CallState:
         state = CallState()
         pending, since = WriteBatch(), time.monotonic()
-        with BackgroundWriter[WriteBatch](self._write, WriteBatch.merged) as writer:
+        lost = [0, 0]  # new and changed records another process wrote first (a server)
+
+        def write(batch: WriteBatch) -> None:
+            self._write(batch)
+            for i, n in enumerate(lost_writes(self._store, batch, state.run)):
+                lost[i] += n
+
+        with BackgroundWriter[WriteBatch](write, WriteBatch.merged) as writer:
             for start in range(0, len(jobs), self._chunk):
                 chunk = jobs[start : start + self._chunk]
                 pending = pending.merged(
@@ -400,6 +476,10 @@ class ImageIndex:
                     advance(len(chunk))
             if len(pending):
                 writer.put(pending)
+        report.added -= lost[0]
+        report.updated -= lost[1]
+        report.unchanged += lost[0] + lost[1]
+        return state
 
     def _write(self, batch: WriteBatch) -> None:
         # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),
@@ -567,9 +647,9 @@ class ImageIndex:
             found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector, docs[row])
         return [found[i] for i in ids if i in found]
 
+    @writes("delete from")
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
         """Delete records by id, by metadata filter, or both (records matching both)."""
-        self._check_writable("delete from")
         if ids is None and where is None:
             raise ValueError("pass ids or where; to delete everything, drop the collection")
         if isinstance(ids, str):

@@ -9,6 +9,8 @@ complete records only; the re-run finds them stored and skips them.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clip_multimodal.errors import ImageLoadError
-from clip_multimodal.index._records import FailedItem, IndexReport, Metadata, merge_metadata
+from clip_multimodal.index._records import (
+    RUN_KEY,
+    FailedItem,
+    IndexReport,
+    Metadata,
+    merge_metadata,
+)
 from clip_multimodal.index._sources import ImageSource, read_many
 from clip_multimodal.types import ImageInput
 
@@ -24,7 +32,7 @@ if TYPE_CHECKING:
     from clip_multimodal.index._store import LockedCollection
     from clip_multimodal.types import Encoder
 
-__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk"]
+__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk", "lost_writes"]
 
 _RECENT_VECTORS = 8192  # content vectors kept per call: 16 MiB at 512-d
 
@@ -39,6 +47,7 @@ class Job:
     metadata: Mapping[str, Any] | None = None
     document: str | None = None
     extra: Metadata = field(default_factory=dict)  # index-owned keys (the folder tag)
+    from_folder: bool = False  # a synced file: if it vanishes before it is read, it is gone
 
 
 @dataclass
@@ -75,6 +84,12 @@ class CallState:
 
     seen: set[str] = field(default_factory=set)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: this call's RUN_KEY value, written on every record it writes.
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: ids of inputs that failed (their old record must not stay searchable).
+    failed_ids: list[str] = field(default_factory=list)
+    #: ids of folder files that vanished between the scan and the read (gone, not failed).
+    vanished_ids: list[str] = field(default_factory=list)
 
     def remember(self, sha256: str, vector: np.ndarray) -> None:
         self.vectors[sha256] = vector
@@ -100,7 +115,7 @@ def ingest_chunk(
 ) -> WriteBatch:
     """Prepare one chunk's records and update `report`; the caller writes the batch."""
     seen = state.seen
-    ready = _read(jobs, report)
+    ready = _read(jobs, report, state)
     stored = _stored_metadata(collection, [r.id for r in ready])
     batch = WriteBatch()
     to_embed: list[_Ready] = []
@@ -130,14 +145,15 @@ def ingest_chunk(
     return batch
 
 
-def _read(jobs: Sequence[Job], report: IndexReport) -> list[_Ready]:
+def _read(jobs: Sequence[Job], report: IndexReport, state: CallState) -> list[_Ready]:
     ready = []
     for job, result in zip(jobs, read_many([j.source for j in jobs]), strict=True):
         if isinstance(result, ImageLoadError):
-            report.failed.append(FailedItem(result.source, result.reason))
+            _note_unread(job, result, report, state)
             continue
         own = result.metadata()
         own.update(job.extra)
+        own[RUN_KEY] = state.run
         try:
             meta = merge_metadata(job.metadata, own)
         except ValueError as exc:
@@ -145,6 +161,15 @@ def _read(jobs: Sequence[Job], report: IndexReport) -> list[_Ready]:
             continue
         ready.append(_Ready(job, result, job.id or result.sha256, meta, None))
     return ready
+
+
+def _note_unread(job: Job, error: ImageLoadError, report: IndexReport, state: CallState) -> None:
+    if job.from_folder and job.id is not None and not os.path.isfile(str(job.source)):
+        state.vanished_ids.append(job.id)  # deleted (or made a folder) since the scan
+        return
+    report.failed.append(FailedItem(error.source, error.reason))
+    if job.id is not None:
+        state.failed_ids.append(job.id)
 
 
 def _stored_metadata(collection: LockedCollection, ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -162,7 +187,8 @@ def _same_content(item: _Ready) -> bool:
 def _same_metadata(item: _Ready) -> bool:
     stored = item.stored or {}
     # "mtime" is derived from the exact "mtime_ns"; floats may not survive a server round trip.
-    return all(stored.get(k) == v for k, v in item.metadata.items() if k != "mtime")
+    # The run that wrote a record is no reason to write it again.
+    return all(stored.get(k) == v for k, v in item.metadata.items() if k not in ("mtime", RUN_KEY))
 
 
 def _vectors(
@@ -194,9 +220,27 @@ def _vectors(
             exc = failed.get(item.source.sha256)
             if exc is not None:
                 report.failed.append(FailedItem(item.source.desc, exc.reason))
+                state.failed_ids.append(item.id)
     for sha, vector in vectors.items():
         state.remember(sha, vector)
     return vectors
+
+
+def lost_writes(collection: LockedCollection, batch: WriteBatch, run: str) -> tuple[int, int]:
+    """How many of a written batch's new and changed records another run wrote instead.
+
+    Chroma ignores `add` for an id that exists, so when two processes add the same record,
+    the one whose run id is stored wrote it; the other counts it as unchanged.
+    """
+    lost = []
+    for rows in (batch.new, batch.changed):
+        if not rows:
+            lost.append(0)
+            continue
+        got = collection.get(ids=[r[0] for r in rows], include=["metadatas"])
+        metas = got["metadatas"] or []
+        lost.append(len(rows) - sum(1 for m in metas if (m or {}).get(RUN_KEY) == run))
+    return lost[0], lost[1]
 
 
 def _stored_vectors(collection: LockedCollection, hashes: list[str]) -> dict[str, np.ndarray]:

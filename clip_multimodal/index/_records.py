@@ -18,6 +18,10 @@ __all__ = [
 
 Metadata = dict[str, "str | int | float | bool"]
 
+#: The metadata key naming the `add`/`index_folder` run that last wrote a record: with
+#: several writers on one server, each run counts only the records that carry its own.
+RUN_KEY = "index_run"
+
 #: Metadata keys the index writes itself; user metadata cannot override them.
 RESERVED_KEYS = frozenset(
     {
@@ -31,6 +35,7 @@ RESERVED_KEYS = frozenset(
         "sha256",
         "modality",
         "folder",
+        RUN_KEY,
     }
 )
 
@@ -46,7 +51,7 @@ class SearchHit:
             better. Chroma's distance `d` is converted by the collection's space: `1 - d`
             for cosine and ip, `1 - d / 2` for (squared) l2.
         metadata: the record's metadata (uri, mime, width, height, size, mtime, mtime_ns,
-            sha256, modality and any user keys).
+            sha256, modality, index_run and any user keys).
         document: the text stored with the record (a caption), if any.
     """
 
@@ -84,7 +89,8 @@ class IndexReport:
         added: new records written.
         updated: existing records whose image changed and were rewritten.
         unchanged: inputs already indexed as they are (nothing re-embedded).
-        removed: records deleted because their file no longer exists.
+        removed: records deleted because their file no longer exists, is no longer a file,
+            or can no longer be read as an image (then it is also listed in `failed`).
         failed: each input that could not be indexed, with the reason.
         embedded: images that went through the model; the rest reused a stored vector.
         ids: for `add`, the record id of each input in order (None where it failed).

@@ -15,6 +15,15 @@ from clip_multimodal.errors import (
     IndexNotFoundError,
     IndexUnavailableError,
 )
+from clip_multimodal.index._health import (
+    StoreRef,
+    damaged,
+    forget_client,
+    full_query,
+    guarded,
+    store_files_problem,
+)
+from clip_multimodal.index._lock import open_lock
 from clip_multimodal.index._records import SPACES
 
 if TYPE_CHECKING:
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
     from clip_multimodal.types import Encoder
 
 __all__ = [
+    "DEFAULT_SERVER_TIMEOUT_S",
     "DIM_KEY",
     "MODEL_ID_KEY",
     "CollectionInfo",
@@ -41,6 +51,8 @@ __all__ = [
 MODEL_ID_KEY = "clip_multimodal:model_id"
 DIM_KEY = "clip_multimodal:dim"
 _APP = "clip-multimodal"
+#: How long one call to a Chroma server may take (chromadb itself waits forever).
+DEFAULT_SERVER_TIMEOUT_S = 120.0
 
 
 def default_data_dir() -> Path:
@@ -70,26 +82,71 @@ def _settings() -> Any:
 
 
 def make_client(
-    path: str | os.PathLike[str] | None, host: str | None, port: int | None
+    path: str | os.PathLike[str] | None,
+    host: str | None,
+    port: int | None,
+    timeout: float | None = None,
 ) -> ClientAPI:
-    """An embedded client at `path` (default: the data dir), or an HTTP client at host:port."""
+    """An embedded client at `path` (default: the data dir), or an HTTP client at host:port
+    whose calls give up after `timeout` seconds (default: DEFAULT_SERVER_TIMEOUT_S).
+
+    Raises:
+        IndexDamagedError: the embedded store's files are damaged.
+        IndexUnavailableError: the server cannot be reached or does not answer in time.
+    """
     import chromadb
 
     if host is None and port is None:
         where = Path(path).expanduser() if path is not None else default_data_dir() / "chroma"
-        where.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(where), settings=_settings())
+        ref = StoreRef(path=where)
+        problem = store_files_problem(where)
+        if problem is not None:  # before Chroma replaces the lost database with an empty one
+            raise damaged(ref, problem)
+        with open_lock(where):  # two processes creating one store race in Chroma's setup
+            return guarded(lambda: _persistent_client(where), ref)
     if path is not None:
         raise ValueError("pass either path (embedded Chroma) or host/port (a server), not both")
     host, port = host or "localhost", port or 8000
+    limit = DEFAULT_SERVER_TIMEOUT_S if timeout is None else float(timeout)
     try:  # the client checks the server once, here; a closed port fails in milliseconds
-        return chromadb.HttpClient(host=host, port=port, settings=_settings())
+        _heartbeat(host, port, limit)
+        client = chromadb.HttpClient(host=host, port=port, settings=_settings())
     except Exception as exc:
         raise IndexUnavailableError(
-            f"cannot reach a Chroma server at {host}:{port} ({exc}). Start one with "
-            f"`chroma run --path DIR --port {port}`, or leave out host/port to use an "
-            "embedded index on disk."
+            f"cannot reach a Chroma server at {host}:{port} within {limit:g} s ({exc!r}). "
+            f"Start one with `chroma run --path DIR --port {port}`, or leave out host/port to "
+            "use an embedded index on disk."
         ) from exc
+    _set_timeout(client, limit)
+    return client
+
+
+def _persistent_client(where: Path) -> ClientAPI:
+    import chromadb
+
+    try:
+        return chromadb.PersistentClient(path=str(where), settings=_settings())
+    except Exception:
+        forget_client(where)  # Chroma keeps the failed store cached: the retry must reopen
+        raise
+
+
+def _heartbeat(host: str, port: int, timeout: float) -> None:
+    """Ask the server's heartbeat with a time limit (chromadb's own check has none)."""
+    import httpx
+
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    httpx.get(f"http://{netloc}/api/v2/heartbeat", timeout=timeout).raise_for_status()
+
+
+def _set_timeout(client: ClientAPI, timeout: float) -> None:
+    # chromadb 1.5 builds its httpx session with timeout=None and has no setting for it, so a
+    # stuck server hangs every call; the session is the one place to set it.
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout)
 
 
 def client_for(
@@ -97,10 +154,11 @@ def client_for(
     path: str | os.PathLike[str] | None,
     host: str | None,
     port: int | None,
+    timeout: float | None = None,
 ) -> ClientAPI:
     """The client given, or one made from path or host/port (never both kinds of location)."""
     if client is None:
-        return make_client(path, host, port)
+        return make_client(path, host, port, timeout)
     if path is not None or host is not None or port is not None:
         raise ValueError("pass client, or path, or host/port: not several of them")
     return client
@@ -114,11 +172,14 @@ def open_collection(client: ClientAPI, name: str, encoder: Encoder) -> Collectio
             cosine, or holds records from outside clip-multimodal. Nothing is written then.
     """
     model_id, dim = encoder.model_id, int(encoder.dim)
-    collection = client.get_or_create_collection(
-        name,
-        embedding_function=None,
-        configuration={"hnsw": {"space": "cosine"}},
-        metadata={MODEL_ID_KEY: model_id, DIM_KEY: dim},
+    collection = guarded(  # a second process creating it at the same time: retried
+        lambda: client.get_or_create_collection(
+            name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={MODEL_ID_KEY: model_id, DIM_KEY: dim},
+        ),
+        StoreRef.of(client),
     )
     meta = collection.metadata or {}
     if MODEL_ID_KEY not in meta:
@@ -180,7 +241,9 @@ def get_existing(client: ClientAPI, name: str) -> Collection:
     try:
         # No embedding function: the index only queries by vector, and rebuilding a recorded
         # function could load a model or need a package this process lacks.
-        return client.get_collection(name, embedding_function=None)
+        return guarded(
+            lambda: client.get_collection(name, embedding_function=None), StoreRef.of(client)
+        )
     except NotFoundError as exc:
         raise IndexNotFoundError(
             f"there is no collection named {name!r} in this Chroma; check the name and the "
@@ -283,48 +346,56 @@ def describe_collection(
     recorded_dim = meta.get(DIM_KEY)
     dim = int(recorded_dim) if isinstance(recorded_dim, int) else _stored_dim(found)
     space = collection_space(found, default="l2" if model_id is None else "cosine")
-    return CollectionInfo(
-        collection, found.count(), str(model_id) if model_id else None, dim, space
-    )
+    count = guarded(found.count, StoreRef.of(client))
+    return CollectionInfo(collection, count, str(model_id) if model_id else None, dim, space)
 
 
 class LockedCollection:
-    """A collection whose every call holds one lock.
+    """A collection whose every call holds one lock and goes through `guarded`.
 
     Chroma 1.5's local HNSW segment is not safe under concurrent reads and writes (a read
     racing the first flush fails with "Error creating hnsw segment reader: Nothing found on
     disk", chroma-core/chroma#4212), so the index serializes its own calls. Calls are
-    milliseconds; embedding, the slow part, runs outside the lock.
+    milliseconds; embedding, the slow part, runs outside the lock. `guarded` retries passing
+    race errors and turns damage and timeouts into errors that name `ref` and the fix.
     """
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, ref: StoreRef | None = None) -> None:
         self.collection = collection
+        self.ref = ref or StoreRef()
         self.lock = threading.RLock()
 
-    def get(self, **kwargs: Any) -> Any:
+    def _call(self, method: str, kwargs: dict[str, Any]) -> Any:
         with self.lock:
-            return self.collection.get(**kwargs)
+            return guarded(lambda: getattr(self.collection, method)(**kwargs), self.ref)
+
+    def get(self, **kwargs: Any) -> Any:
+        return self._call("get", kwargs)
 
     def query(self, **kwargs: Any) -> Any:
-        with self.lock:
-            return self.collection.query(**kwargs)
+        """Unfiltered, a query must reach min(n_results, count) records: a short answer
+        means the vector index lost records, and raises IndexDamagedError."""
+        if kwargs.get("where") or kwargs.get("where_document"):
+            return self._call("query", kwargs)  # a filter may match fewer: nothing to check
+        return full_query(
+            lambda: self._call("query", kwargs),
+            int(kwargs["n_results"]),
+            self.count,
+            self.ref,
+            self.collection.name,
+        )
 
     def add(self, **kwargs: Any) -> None:
-        with self.lock:
-            self.collection.add(**kwargs)
+        self._call("add", kwargs)
 
     def upsert(self, **kwargs: Any) -> None:
-        with self.lock:
-            self.collection.upsert(**kwargs)
+        self._call("upsert", kwargs)
 
     def update(self, **kwargs: Any) -> None:
-        with self.lock:
-            self.collection.update(**kwargs)
+        self._call("update", kwargs)
 
     def delete(self, **kwargs: Any) -> None:
-        with self.lock:
-            self.collection.delete(**kwargs)
+        self._call("delete", kwargs)
 
     def count(self) -> int:
-        with self.lock:
-            return int(self.collection.count())
+        return int(self._call("count", {}))

@@ -44,12 +44,15 @@ def file_id(uri: str) -> str:
 def scan_folder(root: Path, recursive: bool, patterns: Sequence[str]) -> list[FileStat]:
     """Every matching file under root, with (mtime, size) from the directory walk's stat."""
     lowered = tuple(p.lower() for p in patterns)
-    found = [
-        FileStat(entry.path, stat.st_mtime_ns, stat.st_size)
-        for entry in _walk(str(root), recursive)
-        if _matches(entry.name.lower(), lowered)
-        for stat in (entry.stat(),)
-    ]
+    found = []
+    for entry in _walk(str(root), recursive):
+        if not _matches(entry.name.lower(), lowered):
+            continue
+        try:
+            stat = entry.stat()
+        except OSError:
+            continue  # deleted (or made unreadable) since the listing: not in the folder now
+        found.append(FileStat(entry.path, stat.st_mtime_ns, stat.st_size))
     found.sort(key=lambda f: f.uri)  # a stable order: progress and crash-resume are repeatable
     return found
 
@@ -74,21 +77,28 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def plan_sync(
-    files: Sequence[FileStat], stored: Mapping[str, tuple[str, Mapping[str, Any]]]
+    files: Sequence[FileStat],
+    stored: Mapping[str, tuple[str, Mapping[str, Any]]],
+    verify: bool = False,
 ) -> SyncPlan:
-    """Compare scanned files with stored records (`uri -> (id, metadata)`), reading nothing."""
+    """Compare scanned files with stored records (`uri -> (id, metadata)`), reading nothing.
+
+    With `verify`, no file counts as unchanged from its stat: each is read and hashed, so a
+    file rewritten with the same size and mtime is caught by its content hash.
+    """
     plan = SyncPlan()
     seen: set[str] = set()
     for f in files:
         seen.add(f.uri)
         record = stored.get(f.uri)
-        if record is not None and _same_stat(record[1], f):
+        if record is not None and not verify and _same_stat(record[1], f):
             plan.unchanged.append(f)
         else:
             plan.todo.append(f)
     for uri, (id_, _) in stored.items():
-        # A file outside this scan (other patterns, recursive=False) still owns its record.
-        if uri not in seen and not os.path.exists(uri):
+        # A file outside this scan (other patterns, recursive=False) still owns its record;
+        # a path that is no longer a file (deleted, or replaced by a folder) does not.
+        if uri not in seen and not os.path.isfile(uri):
             plan.gone.append(id_)
     return plan
 
