@@ -62,11 +62,18 @@ def default_data_dir() -> Path:
     return Path(xdg).expanduser() / _APP if xdg else Path.home() / ".local" / "share" / _APP
 
 
-def _settings() -> Any:
+def _settings(identifier: str) -> Any:
+    """Settings that match any client this process already opened on the same Chroma.
+
+    Chroma keeps one system per path (and one for all in-memory clients) and refuses a
+    second client there with other settings, so we reuse the settings of the client the
+    user opened first, else Chroma's defaults (what `chromadb.PersistentClient(path)` uses).
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
 
-    # No telemetry: an index must work offline and never phone home.
-    return Settings(anonymized_telemetry=False)
+    existing = getattr(SharedSystemClient, "_identifier_to_system", {}).get(identifier)
+    return Settings() if existing is None else existing.settings.model_copy()
 
 
 def make_client(
@@ -78,12 +85,12 @@ def make_client(
     if host is None and port is None:
         where = Path(path).expanduser() if path is not None else default_data_dir() / "chroma"
         where.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(where), settings=_settings())
+        return chromadb.PersistentClient(path=str(where), settings=_settings(str(where)))
     if path is not None:
         raise ValueError("pass either path (embedded Chroma) or host/port (a server), not both")
     host, port = host or "localhost", port or 8000
     try:  # the client checks the server once, here; a closed port fails in milliseconds
-        return chromadb.HttpClient(host=host, port=port, settings=_settings())
+        return chromadb.HttpClient(host=host, port=port)  # HTTP clients share no system
     except Exception as exc:
         raise IndexUnavailableError(
             f"cannot reach a Chroma server at {host}:{port} ({exc}). Start one with "
