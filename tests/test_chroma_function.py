@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import known_embedding_functions
 from PIL import Image
 
@@ -259,6 +260,44 @@ def test_16_bit_images_from_chromas_image_loader_match_our_loader(
     through_ours = demo_encoder.embed_images([path])[0]
 
     assert float(through_chroma @ through_ours) > 0.999
+
+
+class _AnotherFunction(EmbeddingFunction[Embeddable]):
+    """Another embedding function, by name only (never called)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, input: Embeddable) -> Embeddings:
+        raise AssertionError("not called")
+
+    @staticmethod
+    def name() -> str:
+        return "another-function"
+
+
+def test_a_collection_takes_the_functions_default_space(
+    chroma_client: Any, ef: CLIPEmbeddingFunction
+) -> None:
+    col = chroma_client.create_collection(f"space-{uuid.uuid4().hex[:10]}", embedding_function=ef)
+    assert col.configuration_json["hnsw"]["space"] == "cosine"
+
+
+def test_conflicting_functions_and_model_changes_are_refused(
+    chroma_client: Any, ef: CLIPEmbeddingFunction
+) -> None:
+    name = f"conflict-{uuid.uuid4().hex[:10]}"
+    chroma_client.create_collection(name, embedding_function=ef).add(ids=["a"], documents=["a"])
+
+    with pytest.raises(ValueError, match="Embedding function conflict"):
+        chroma_client.get_collection(name, embedding_function=_AnotherFunction())
+    same = chroma_client.get_or_create_collection(name, embedding_function=ef)
+    assert same.count() == 1
+    other_model = CLIPEmbeddingFunction(model_name="ViT-B-32", pretrained="some-tag")
+    # Chroma 1.5 runs this check after the server has stored the new config (Collection.modify
+    # validates in _update_model_after_modify_success), so the error warns but cannot undo.
+    with pytest.raises(ValueError, match="new collection"):
+        same.modify(configuration={"embedding_function": other_model})
 
 
 def test_a_native_collection_reopens_in_a_fresh_process(
