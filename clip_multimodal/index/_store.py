@@ -68,6 +68,7 @@ def _settings(identifier: str) -> Any:
     Chroma keeps one system per path (and one for all in-memory clients) and refuses a
     second client there with other settings, so we reuse the settings of the client the
     user opened first, else Chroma's defaults (what `chromadb.PersistentClient(path)` uses).
+    The defaults send nothing: Chroma 1.5's product telemetry client captures no events.
     """
     from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
