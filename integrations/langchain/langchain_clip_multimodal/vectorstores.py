@@ -137,6 +137,7 @@ class CLIPChroma(VectorStore):
         create_collection_if_not_exists: bool = True,
         index: ImageIndex | None = None,
     ) -> None:
+        _check_space(collection_metadata or {})
         if index is not None:
             given = (persist_directory, host, port, client, client_settings, collection_metadata)
             if any(arg is not None for arg in given):
@@ -149,9 +150,10 @@ class CLIPChroma(VectorStore):
                 "texts, or any LangChain Embeddings for texts only"
             )
         else:
-            made = None if client else _own_client(client_settings, persist_directory, host, port)
-            if made is not None:
-                client, persist_directory, host, port = made, None, None, None
+            if client is None:
+                client = _own_client(client_settings, persist_directory, host, port)
+                if client is not None:  # made here from the location: the core takes the client
+                    persist_directory, host, port = None, None, None
             encoder = encoder_for(embedding_function)
             if not create_collection_if_not_exists:
                 # Opening read-only checks that it exists and creates nothing; then open it.
@@ -543,18 +545,19 @@ def _own_client(
     return chromadb.Client(settings)
 
 
-def _add_collection_metadata(index: ImageIndex, metadata: Mapping[str, Any]) -> None:
-    """Record the caller's collection metadata (keys already set stay as they are).
-
-    Raises:
-        ValueError: a distance space other than cosine, which CLIP scores need.
-    """
+def _check_space(metadata: Mapping[str, Any]) -> None:
+    """Refuse a distance space other than cosine, which CLIP scores need, before anything
+    is created."""
     space = metadata.get("hnsw:space", "cosine")
     if space != "cosine":
         raise ValueError(
             f"collection_metadata asks for the {space!r} distance; CLIPChroma collections use "
             "'cosine' (its scores are cosine similarity). Leave hnsw:space out."
         )
+
+
+def _add_collection_metadata(index: ImageIndex, metadata: Mapping[str, Any]) -> None:
+    """Record the caller's collection metadata (keys already set stay as they are)."""
     current = dict(index.collection.metadata or {})
     missing = {k: v for k, v in metadata.items() if k not in current and k != "hnsw:space"}
     if missing:

@@ -235,13 +235,10 @@ def test_collection_metadata_is_recorded_and_the_space_stays_cosine(
     name = f"conf-meta-{uuid.uuid4().hex[:8]}"
     store = CLIPChroma(name, embeddings, client=chroma_client, collection_metadata={"team": "a"})
     assert store._collection.metadata["team"] == "a"
+    l2 = f"conf-l2-{uuid.uuid4().hex[:8]}"
     with pytest.raises(ValueError, match="cosine"):
-        CLIPChroma(
-            f"conf-l2-{uuid.uuid4().hex[:8]}",
-            embeddings,
-            client=chroma_client,
-            collection_metadata={"hnsw:space": "l2"},
-        )
+        CLIPChroma(l2, embeddings, client=chroma_client, collection_metadata={"hnsw:space": "l2"})
+    assert l2 not in [c.name for c in chroma_client.list_collections()]  # nothing made
 
 
 # -- persistence and clients -----------------------------------------------------------------
