@@ -32,6 +32,7 @@ from chromadb.api.types import (
     URIs,
 )
 from chromadb.utils.embedding_functions import register_embedding_function
+from PIL import Image
 
 from clip_multimodal.images import load_image
 from clip_multimodal.models import DEMO_MODEL_NAME, portable_model_name
@@ -68,7 +69,8 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
             `clip-multimodal-demo` (the bundled demo model, recorded by that name rather than
             its install path, so a collection reopens after the package moves).
         pretrained: the pretrained tag or weights file for an architecture name.
-        device: `auto`, `cpu`, `cuda`, ... (recorded in the collection's config).
+        device: `auto`, `cpu`, `cuda`, ... for this process. Not recorded in the collection's
+            config: the machine that reopens a collection picks its own (`auto`).
         encoder: an already loaded `CLIPEncoder` to use; the config then records its model
             spec, so a reopened collection rebuilds the same model.
 
@@ -136,24 +138,25 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
         return False
 
     def get_config(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "pretrained": self.pretrained, "device": self.device}
+        # The model only: a device is a property of the machine, not of the collection.
+        return {"model_name": self.model_name, "pretrained": self.pretrained}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> CLIPEmbeddingFunction:
+        """Rebuild from a stored config; a `device` that older versions stored is ignored, so
+        a collection made on a GPU still answers on a CPU-only machine."""
         CLIPEmbeddingFunction.validate_config(config)
         return CLIPEmbeddingFunction(
-            model_name=config["model_name"],
-            pretrained=config.get("pretrained"),
-            device=config.get("device") or "auto",
+            model_name=config["model_name"], pretrained=config.get("pretrained")
         )
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:
         if not isinstance(config.get("model_name"), str) or not config["model_name"]:
             raise ValueError(f"a {_NAME} config needs a model_name string, got {config!r}")
-        for key in ("pretrained", "device"):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise ValueError(f"{_NAME} config {key!r} must be a string, got {config[key]!r}")
+        pretrained = config.get("pretrained")
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise ValueError(f"{_NAME} config 'pretrained' must be a string, got {pretrained!r}")
 
     def validate_config_update(
         self, old_config: dict[str, Any], new_config: dict[str, Any]
@@ -167,14 +170,36 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
 
 def _as_uint8(image: Any) -> np.ndarray:
-    """Chroma's loaders give arrays of any dtype (PIL's 16-bit, floats); the encoder wants uint8."""
+    """Chroma's loaders give arrays of any dtype; the encoder wants uint8.
+
+    Grey arrays (what Chroma's `ImageLoader` gives for 16-bit and 32-bit PNGs, floats) go
+    through the core loader, so they are rescaled exactly as our own loader rescales the file.
+    Colour arrays: 16-bit values are rescaled to 8 bits, floats in [0, 1] to [0, 255].
+    """
     array: np.ndarray = np.asarray(image)
     if array.dtype == np.uint8:
         return array
-    if np.issubdtype(array.dtype, np.floating) and array.size and float(array.max()) <= 1.0:
-        array = array * 255.0  # floats in [0, 1]
-    clipped: np.ndarray = np.clip(np.rint(array), 0, 255)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2 and array.dtype in _GREY_DTYPES:
+        grey = array.astype(_GREY_DTYPES[array.dtype], copy=False)
+        return np.asarray(load_image(Image.fromarray(grey)))
+    values = np.nan_to_num(array.astype(np.float64))
+    if array.dtype == np.uint16 or (values.size and values.max() > 255):
+        values = values.clip(0, 65535) / 257.0  # 16-bit
+    elif np.issubdtype(array.dtype, np.floating) and values.size and values.max() <= 1.0:
+        values = values * 255.0  # floats in [0, 1]
+    clipped: np.ndarray = np.clip(np.rint(values), 0, 255)
     return clipped.astype(np.uint8)
+
+
+#: Grey array dtypes PIL opens as 16-bit, 32-bit and float images, and the dtype it takes.
+_GREY_DTYPES: dict[np.dtype[Any], type[np.generic]] = {
+    np.dtype(np.uint16): np.uint16,
+    np.dtype(np.int32): np.int32,
+    np.dtype(np.float32): np.float32,
+    np.dtype(np.float64): np.float32,
+}
 
 
 class URILoader(DataLoader[list[np.ndarray | None]]):

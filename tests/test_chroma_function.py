@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import known_embedding_functions
 from PIL import Image
 
@@ -36,7 +37,7 @@ def test_config_round_trip_loads_no_model() -> None:
 
     rebuilt = CLIPEmbeddingFunction.build_from_config(config)
 
-    assert config == {"model_name": "ViT-B-32", "pretrained": "some-tag", "device": "cpu"}
+    assert config == {"model_name": "ViT-B-32", "pretrained": "some-tag"}  # no device
     assert rebuilt.get_config() == config
     assert rebuilt._encoder is None  # weights load on first use, not on reopen
     assert ef.default_space() == "cosine"
@@ -47,12 +48,25 @@ def test_config_round_trip_loads_no_model() -> None:
 def test_bad_configs_and_model_changes_are_refused() -> None:
     with pytest.raises(ValueError, match="model_name"):
         CLIPEmbeddingFunction.validate_config({"device": "cpu"})
-    with pytest.raises(ValueError, match="device"):
-        CLIPEmbeddingFunction.validate_config({"model_name": "x", "device": 3})
+    with pytest.raises(ValueError, match="pretrained"):
+        CLIPEmbeddingFunction.validate_config({"model_name": "x", "pretrained": 3})
     ef = CLIPEmbeddingFunction(model_name="a", pretrained=None, device="cpu")
     with pytest.raises(ValueError, match="new collection"):
         ef.validate_config_update(ef.get_config(), {"model_name": "b"})
     ef.validate_config_update(ef.get_config(), {"device": "cuda"})  # a device change is fine
+
+
+def test_a_device_recorded_by_an_older_config_is_ignored() -> None:
+    """The machine that reopens a collection picks its own device: a collection made on a
+    GPU must still answer queries on a CPU-only machine."""
+    old = {"model_name": DEMO_MODEL_NAME, "pretrained": None, "device": "cuda"}
+    CLIPEmbeddingFunction.validate_config(old)
+
+    rebuilt = CLIPEmbeddingFunction.build_from_config(old)
+
+    assert rebuilt.device == "auto"
+    assert rebuilt.get_config() == {"model_name": DEMO_MODEL_NAME, "pretrained": None}
+    assert rebuilt._encoder is None  # answering queries: see the collection test below
 
 
 # -- the URI loader ----------------------------------------------------------------------------
@@ -109,7 +123,7 @@ def test_an_encoder_passed_in_is_described_by_its_model_spec(
 ) -> None:
     """The bundled demo model is recorded by its alias, not its install path."""
     assert demo_encoder.model_name == DEMO_MODEL  # loaded by path...
-    config = {"model_name": DEMO_MODEL_NAME, "pretrained": None, "device": "cpu"}
+    config = {"model_name": DEMO_MODEL_NAME, "pretrained": None}
     assert ef.get_config() == config  # ...recorded by name
     assert CLIPEmbeddingFunction.build_from_config(ef.get_config()).encoder is demo_encoder
 
@@ -121,7 +135,7 @@ def test_an_encoder_passed_in_is_described_by_its_model_spec(
 )
 def test_every_spelling_of_the_demo_model_records_the_alias(spelling: str) -> None:
     ef = CLIPEmbeddingFunction(model_name=spelling, pretrained="ignored-tag", device="cpu")
-    assert ef.get_config() == {"model_name": DEMO_MODEL_NAME, "pretrained": None, "device": "cpu"}
+    assert ef.get_config() == {"model_name": DEMO_MODEL_NAME, "pretrained": None}
     assert ef._encoder is None  # recording the alias loads nothing
 
 
@@ -208,6 +222,82 @@ def test_a_native_multimodal_collection_reopens_by_name(
     persisted = reopened.configuration["embedding_function"]
     assert persisted.name() == "clip_multimodal"
     assert persisted.get_config() == ef.get_config()
+
+
+def test_a_collection_whose_config_records_cuda_answers_on_this_machine(
+    chroma_client: Any, ef: CLIPEmbeddingFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collections written by older versions recorded the device they were made on."""
+    name = f"old-cuda-{uuid.uuid4().hex[:10]}"
+    old_config = {**ef.get_config(), "device": "cuda"}
+    with monkeypatch.context() as patch:
+        patch.setattr(ef, "get_config", lambda: old_config)
+        created = chroma_client.create_collection(name, embedding_function=ef)
+    created.add(ids=["seven", "circle"], documents=["a handwritten seven", "a red circle"])
+    assert created.configuration_json["embedding_function"]["config"]["device"] == "cuda"
+
+    reopened = chroma_client.get_collection(name)  # rebuilt from the stored config
+    found = reopened.query(query_texts=["a handwritten seven"], n_results=1)
+
+    assert found["ids"][0] == ["seven"]
+    assert reopened.configuration["embedding_function"].device == "auto"
+
+
+def test_16_bit_images_from_chromas_image_loader_match_our_loader(
+    ef: CLIPEmbeddingFunction, demo_encoder: Any, tmp_path: Path
+) -> None:
+    """Chroma's ImageLoader gives a 16-bit PNG's raw values; they are rescaled, not clipped."""
+    from chromadb.utils.data_loaders import ImageLoader
+
+    ramp = np.linspace(0, 65535, 64, dtype=np.float64)
+    gradient = np.rint(np.add.outer(ramp, ramp) / 2).astype(np.uint16)
+    path = tmp_path / "gradient16.png"
+    Image.fromarray(gradient).save(path)
+    (raw,) = ImageLoader()([str(path)])
+    assert raw is not None and raw.dtype != np.uint8 and raw.max() > 255  # 16-bit values
+
+    through_chroma = np.asarray(ef([raw])[0])  # type: ignore[list-item]
+    through_ours = demo_encoder.embed_images([path])[0]
+
+    assert float(through_chroma @ through_ours) > 0.999
+
+
+class _AnotherFunction(EmbeddingFunction[Embeddable]):
+    """Another embedding function, by name only (never called)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, input: Embeddable) -> Embeddings:
+        raise AssertionError("not called")
+
+    @staticmethod
+    def name() -> str:
+        return "another-function"
+
+
+def test_a_collection_takes_the_functions_default_space(
+    chroma_client: Any, ef: CLIPEmbeddingFunction
+) -> None:
+    col = chroma_client.create_collection(f"space-{uuid.uuid4().hex[:10]}", embedding_function=ef)
+    assert col.configuration_json["hnsw"]["space"] == "cosine"
+
+
+def test_conflicting_functions_and_model_changes_are_refused(
+    chroma_client: Any, ef: CLIPEmbeddingFunction
+) -> None:
+    name = f"conflict-{uuid.uuid4().hex[:10]}"
+    chroma_client.create_collection(name, embedding_function=ef).add(ids=["a"], documents=["a"])
+
+    with pytest.raises(ValueError, match="Embedding function conflict"):
+        chroma_client.get_collection(name, embedding_function=_AnotherFunction())
+    same = chroma_client.get_or_create_collection(name, embedding_function=ef)
+    assert same.count() == 1
+    other_model = CLIPEmbeddingFunction(model_name="ViT-B-32", pretrained="some-tag")
+    # Chroma 1.5 runs this check after the server has stored the new config (Collection.modify
+    # validates in _update_model_after_modify_success), so the error warns but cannot undo.
+    with pytest.raises(ValueError, match="new collection"):
+        same.modify(configuration={"embedding_function": other_model})
 
 
 def test_a_native_collection_reopens_in_a_fresh_process(

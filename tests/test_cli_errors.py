@@ -34,9 +34,8 @@ def _tree(root: Path) -> list[str]:
 
 def _collections(data: Path) -> list[str]:
     import chromadb
-    from chromadb.config import Settings
 
-    client = chromadb.PersistentClient(str(data / "chroma"), Settings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(str(data / "chroma"))
     return sorted(c.name for c in client.list_collections())
 
 

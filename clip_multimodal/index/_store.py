@@ -74,11 +74,19 @@ def default_data_dir() -> Path:
     return Path(xdg).expanduser() / _APP if xdg else Path.home() / ".local" / "share" / _APP
 
 
-def _settings() -> Any:
+def _settings(identifier: str) -> Any:
+    """Settings that match any client this process already opened on the same Chroma.
+
+    Chroma keeps one system per path (and one for all in-memory clients) and refuses a
+    second client there with other settings, so we reuse the settings of the client the
+    user opened first, else Chroma's defaults (what `chromadb.PersistentClient(path)` uses).
+    The defaults send nothing: Chroma 1.5's product telemetry client captures no events.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
 
-    # No telemetry: an index must work offline and never phone home.
-    return Settings(anonymized_telemetry=False)
+    existing = getattr(SharedSystemClient, "_identifier_to_system", {}).get(identifier)
+    return Settings() if existing is None else existing.settings.model_copy()
 
 
 def make_client(
@@ -110,7 +118,7 @@ def make_client(
     limit = DEFAULT_SERVER_TIMEOUT_S if timeout is None else float(timeout)
     try:  # the client checks the server once, here; a closed port fails in milliseconds
         _heartbeat(host, port, limit)
-        client = chromadb.HttpClient(host=host, port=port, settings=_settings())
+        client = chromadb.HttpClient(host=host, port=port)  # HTTP clients share no system
     except Exception as exc:
         raise IndexUnavailableError(
             f"cannot reach a Chroma server at {host}:{port} within {limit:g} s ({exc!r}). "
@@ -125,7 +133,7 @@ def _persistent_client(where: Path) -> ClientAPI:
     import chromadb
 
     try:
-        return chromadb.PersistentClient(path=str(where), settings=_settings())
+        return chromadb.PersistentClient(path=str(where), settings=_settings(str(where)))
     except Exception:
         forget_client(where)  # Chroma keeps the failed store cached: the retry must reopen
         raise

@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from clip_multimodal.index import ImageIndex, SearchHit
-from langchain_clip_multimodal._documents import record_document
+from langchain_clip_multimodal._documents import TEXT, record_document
 
 __all__ = ["CLIPImageRetriever"]
 
@@ -107,9 +107,14 @@ class CLIPImageRetriever(BaseRetriever):
 
 
 def _images_only(where: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Text records (CLIPChroma.add_texts) share the collection; an image retriever skips them."""
-    image = {"modality": "image"}
-    return {"$and": [dict(where), image]} if where else image
+    """Text records (CLIPChroma.add_texts) share the collection; an image retriever skips them.
+
+    "Not text" rather than "image": collections other tools wrote (Chroma's native function,
+    LlamaIndex's ChromaVectorStore) have no `modality` key, and Chroma's `$ne` keeps records
+    without the key.
+    """
+    not_text = {"modality": {"$ne": TEXT}}
+    return {"$and": [dict(where), not_text]} if where else not_text
 
 
 def _document(hit: SearchHit) -> Document:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -19,6 +20,8 @@ from langchain_clip_multimodal.embeddings import CLIPEmbeddings
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from chromadb.config import Settings
 
 __all__ = ["CLIPChroma", "cosine_relevance"]
 
@@ -40,14 +43,19 @@ def cosine_relevance(similarity: float) -> float:
 class CLIPChroma(VectorStore):
     """A Chroma vector store for images and texts that stores URIs, not base64.
 
-    A drop-in for `langchain_chroma.Chroma` (same constructor names) built on
-    `clip_multimodal.ImageIndex`. Images are stored as their path or URL plus metadata
-    (mime, width, height, size, sha256, modality="image" and your keys); texts as their
-    text (modality="text"). Scores are honest:
+    Built on `clip_multimodal.ImageIndex`, with `langchain_chroma.Chroma`'s constructor
+    names and methods (`get`, `delete_collection`, `reset_collection`, `update_documents`,
+    `similarity_search_with_vectors`, `_collection`, `_client`, ...). Images are stored as
+    their path or URL plus metadata (mime, width, height, size, sha256, modality="image" and
+    your keys); texts as their text (modality="text").
+
+    Scores differ from `langchain_chroma.Chroma` (see the README's list of differences):
 
     - `similarity_search_with_score` returns the cosine similarity in [-1, 1], higher is
-      better (langchain_chroma returns a distance there);
-    - the relevance methods return `relevance_score_fn(similarity)` in [0, 1], by default
+      better, where `Chroma` returns a distance (lower is better): a threshold written for
+      `Chroma` must be turned around;
+    - the relevance methods (and `similarity_search_by_vector_with_relevance_scores`, a
+      distance in `Chroma`) return `relevance_score_fn(similarity)` in [0, 1], by default
       `cosine_relevance`: `(1 + similarity) / 2`.
 
     Texts can use any LangChain `Embeddings`; images need `CLIPEmbeddings`, whose text
@@ -97,6 +105,11 @@ class CLIPChroma(VectorStore):
         client: an existing Chroma client.
         relevance_score_fn: maps a cosine similarity to a relevance in [0, 1]
             (default `cosine_relevance`).
+        client_settings: Chroma `Settings` for the client this store makes (with
+            persist_directory, host/port, or alone).
+        collection_metadata: metadata recorded on the collection (keys already set stay);
+            the distance is always cosine.
+        create_collection_if_not_exists: False: the collection must exist already.
         index: an existing `ImageIndex` (e.g. built with the CLI) to use instead of the
             connection arguments; `embedding_function` then defaults to its encoder.
 
@@ -105,6 +118,8 @@ class CLIPChroma(VectorStore):
 
     Raises:
         clip_multimodal.IncompatibleIndexError: the collection was built with another model.
+        clip_multimodal.IndexNotFoundError: `create_collection_if_not_exists=False` and
+            there is no such collection.
     """
 
     def __init__(
@@ -117,10 +132,15 @@ class CLIPChroma(VectorStore):
         client: ClientAPI | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
         *,
+        client_settings: Settings | None = None,
+        collection_metadata: Mapping[str, Any] | None = None,
+        create_collection_if_not_exists: bool = True,
         index: ImageIndex | None = None,
     ) -> None:
+        _check_space(collection_metadata or {})
         if index is not None:
-            if (persist_directory, host, port, client) != (None, None, None, None):
+            given = (persist_directory, host, port, client, client_settings, collection_metadata)
+            if any(arg is not None for arg in given):
                 raise ValueError("pass index, or the connection arguments: not both")
             embedding_function = embedding_function or CLIPEmbeddings(encoder=index.encoder)
             _check_same_model(embedding_function, index)
@@ -130,19 +150,26 @@ class CLIPChroma(VectorStore):
                 "texts, or any LangChain Embeddings for texts only"
             )
         else:
-            if client is None and (persist_directory, host, port) == (None, None, None):
-                client = _in_memory_client()
+            if client is None:
+                client = _own_client(client_settings, persist_directory, host, port)
+                if client is not None:  # made here from the location: the core takes the client
+                    persist_directory, host, port = None, None, None
+            encoder = encoder_for(embedding_function)
+            if not create_collection_if_not_exists:
+                # Opening read-only checks that it exists and creates nothing; then open it.
+                found = ImageIndex.open_read_only(
+                    encoder, collection_name, persist_directory, client=client, host=host, port=port
+                )
+                client, persist_directory, host, port = found.client, None, None, None
             index = ImageIndex(
-                encoder_for(embedding_function),
-                collection_name,
-                persist_directory,
-                client=client,
-                host=host,
-                port=port,
+                encoder, collection_name, persist_directory, client=client, host=host, port=port
             )
         self._embedding: Embeddings = embedding_function
-        self._index: ImageIndex = index
+        self._index = index
+        self._deleted = False  # delete_collection() was called
+        self._collection_metadata = dict(collection_metadata or {})
         self._relevance_score_fn = relevance_score_fn or cosine_relevance
+        _add_collection_metadata(index, self._collection_metadata)
 
     @property
     def embeddings(self) -> Embeddings:
@@ -151,8 +178,30 @@ class CLIPChroma(VectorStore):
 
     @property
     def index(self) -> ImageIndex:
-        """The underlying `ImageIndex` (full reports, folder sync, raw hits)."""
+        """The underlying `ImageIndex` (full reports, folder sync, raw hits).
+
+        Raises:
+            ValueError: the collection was deleted with `delete_collection`.
+        """
+        if self._deleted:
+            raise ValueError(
+                "Chroma collection not initialized: it was deleted with delete_collection(); "
+                "use reset_collection() to create it again, empty"
+            )
         return self._index
+
+    @property
+    def _collection(self) -> Collection:
+        """The Chroma collection (as `langchain_chroma.Chroma._collection`)."""
+        return self.index.collection
+
+    @property
+    def _client(self) -> ClientAPI:
+        """The Chroma client (as `langchain_chroma.Chroma._client`)."""
+        client = self.index.client
+        if client is None:  # an index opened from a Collection object
+            raise ValueError("this store was built on a Chroma Collection, without its client")
+        return client
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return self._relevance_score_fn
@@ -179,7 +228,7 @@ class CLIPChroma(VectorStore):
         id_list = [i or str(uuid.uuid4()) for i in _aligned("ids", ids, n)]
         if n:
             vectors = self._embedding.embed_documents(texts)
-            self._index.add_embeddings(
+            self.index.add_embeddings(
                 vectors, id_list, metadatas=metas, documents=texts, modality=TEXT, replace=True
             )
         return id_list
@@ -204,7 +253,7 @@ class CLIPChroma(VectorStore):
             The ids of the stored images, in input order (skipped ones left out).
         """
         self._clip_embeddings("add_images")
-        report = self._index.add(uris, metadatas, ids)
+        report = self.index.add(uris, metadatas, ids)
         for failed in report.failed:
             logger.warning("image not added: %s: %s", failed.source, failed.reason)
         return [i for i in report.ids if i is not None]
@@ -251,8 +300,37 @@ class CLIPChroma(VectorStore):
     ) -> list[Document]:
         """The k records closest to a vector from this store's model, best first."""
         _no_extra(kwargs, "similarity_search_by_vector")
-        hits = self._index.search_by_vector(embedding, k, filter, where_document)
+        hits = self.index.search_by_vector(embedding, k, filter, where_document)
         return [doc for doc, _ in self._documents(hits)]
+
+    def similarity_search_by_vector_with_relevance_scores(
+        self,
+        embedding: list[float],
+        k: int = DEFAULT_K,
+        filter: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """Like `similarity_search_by_vector`, with relevance in [0, 1] (higher is better;
+        `langchain_chroma.Chroma` returns a distance here, despite the name)."""
+        _no_extra(kwargs, "similarity_search_by_vector_with_relevance_scores")
+        hits = self.index.search_by_vector(embedding, k, filter, where_document)
+        relevance = self._relevance_score_fn
+        return [(doc, relevance(score)) for doc, score in self._documents(hits)]
+
+    def similarity_search_with_vectors(
+        self,
+        query: str,
+        k: int = DEFAULT_K,
+        filter: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, np.ndarray]]:
+        """Like `similarity_search`, with each record's stored (L2-normalized) vector."""
+        docs = [doc for doc, _ in self._search(query, k, filter, where_document, kwargs)]
+        records = self.index.get([str(doc.id) for doc in docs], include_embeddings=True)
+        vectors = {r.id: r.embedding for r in records if r.embedding is not None}
+        return [(doc, vectors[str(doc.id)]) for doc in docs if str(doc.id) in vectors]
 
     def max_marginal_relevance_search(
         self,
@@ -282,7 +360,7 @@ class CLIPChroma(VectorStore):
     ) -> list[Document]:
         """Like `max_marginal_relevance_search`, for a vector (the core's MMR)."""
         _no_extra(kwargs, "max_marginal_relevance_search")
-        hits = self._index.max_marginal_relevance_by_vector(
+        hits = self.index.max_marginal_relevance_by_vector(
             embedding, k, fetch_k, lambda_mult, filter, where_document
         )
         return [doc for doc, _ in self._documents(hits)]
@@ -314,20 +392,70 @@ class CLIPChroma(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The records with these ids, in the order asked; missing ids are left out."""
-        records = self._index.get(list(ids))
+        records = self.index.get(list(ids))
         return [record_document(r.id, r.uri, r.metadata, r.document) for r in records]
 
+    def get(
+        self,
+        ids: str | list[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        include: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Chroma's raw records (as `langchain_chroma.Chroma.get`): a dict of `ids`,
+        `documents`, `metadatas` and, when `include` asks, `embeddings` or `uris`.
+
+        Metadata is as stored: records carry `modality` and images their file keys.
+        """
+        query: dict[str, Any] = {
+            "ids": ids,
+            "where": dict(where) if where else None,
+            "limit": limit,
+            "offset": offset,
+            "where_document": dict(where_document) if where_document else None,
+            "include": include or ["metadatas", "documents"],
+        }
+        return dict(self.index.collection.get(**query))
+
+    def update_document(self, document_id: str, document: Document) -> None:
+        """Re-embed and replace one record (as `langchain_chroma.Chroma.update_document`)."""
+        self.update_documents([document_id], [document])
+
+    def update_documents(self, ids: list[str], documents: list[Document]) -> None:
+        """Re-embed and replace records by id; an id not stored yet is added."""
+        metadatas = [dict(d.metadata) for d in documents]
+        self.add_texts([d.page_content for d in documents], metadatas, ids=list(ids))
+
+    def delete_collection(self) -> None:
+        """Delete the whole collection; the store then refuses calls until `reset_collection`."""
+        self._client.delete_collection(self.index.name)
+        self._deleted = True
+
+    def reset_collection(self) -> None:
+        """Delete the collection (if it is still there) and create it again, empty."""
+        if not self._deleted:
+            self.delete_collection()
+        old = self._index
+        if old.client is None:  # an index opened from a Collection object
+            raise ValueError("this store was built on a Chroma Collection, without its client")
+        self._index = ImageIndex(old.encoder, old.name, client=old.client)
+        self._deleted = False
+        _add_collection_metadata(self._index, self._collection_metadata)
+
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete records by id, or by metadata with `filter=...`; missing ids are ignored.
+        """Delete records by id, or by metadata with `filter=...` (or `where=...`, as
+        `langchain_chroma.Chroma` takes it); missing ids are ignored.
 
         Raises:
             ValueError: neither ids nor filter given (this store never deletes everything).
         """
-        where = kwargs.pop("filter", None)
+        where = kwargs.pop("filter", None) or kwargs.pop("where", None)
         _no_extra(kwargs, "delete")
         if ids is not None and not ids and where is None:
             return True
-        self._index.delete(ids, where)
+        self.index.delete(ids, where)
         return True
 
     # -- constructors -------------------------------------------------------------------
@@ -374,7 +502,7 @@ class CLIPChroma(VectorStore):
     ) -> list[tuple[Document, float]]:
         _no_extra(extra, "similarity_search")
         vector = self._embedding.embed_query(query)
-        return self._documents(self._index.search_by_vector(vector, k, where, where_document))
+        return self._documents(self.index.search_by_vector(vector, k, where, where_document))
 
     def _search_image(
         self, uri: str, k: int, where: Mapping[str, Any] | None, extra: Mapping[str, Any]
@@ -382,7 +510,7 @@ class CLIPChroma(VectorStore):
         where_document = extra.get("where_document")
         _no_extra({n: v for n, v in extra.items() if n != "where_document"}, "search by image")
         self._clip_embeddings("search by image")
-        hits = self._index.search(uri, k, where, where_document, query_type="image")
+        hits = self.index.search(uri, k, where, where_document, query_type="image")
         return self._documents(hits)
 
     def _documents(self, hits: Sequence[SearchHit]) -> list[tuple[Document, float]]:
@@ -396,11 +524,44 @@ class CLIPChroma(VectorStore):
             )
 
 
-def _in_memory_client() -> ClientAPI:
-    import chromadb
-    from chromadb.config import Settings
+def _own_client(
+    settings: Settings | None, path: str | None, host: str | None, port: int | None
+) -> ClientAPI | None:
+    """The client `langchain_chroma.Chroma` makes for `client_settings` or for no location;
+    None when the core makes it from the path or host/port.
 
-    return chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
+    The in-memory client takes Chroma's default settings, as `chromadb.EphemeralClient()`
+    does: the in-memory system is one per process, and another client there with other
+    settings is refused.
+    """
+    import chromadb
+
+    if settings is None:
+        return chromadb.EphemeralClient() if (path, host, port) == (None, None, None) else None
+    if path is not None:
+        return chromadb.PersistentClient(path=path, settings=settings)
+    if host is not None or port is not None:
+        return chromadb.HttpClient(host=host or "localhost", port=port or 8000, settings=settings)
+    return chromadb.Client(settings)
+
+
+def _check_space(metadata: Mapping[str, Any]) -> None:
+    """Refuse a distance space other than cosine, which CLIP scores need, before anything
+    is created."""
+    space = metadata.get("hnsw:space", "cosine")
+    if space != "cosine":
+        raise ValueError(
+            f"collection_metadata asks for the {space!r} distance; CLIPChroma collections use "
+            "'cosine' (its scores are cosine similarity). Leave hnsw:space out."
+        )
+
+
+def _add_collection_metadata(index: ImageIndex, metadata: Mapping[str, Any]) -> None:
+    """Record the caller's collection metadata (keys already set stay as they are)."""
+    current = dict(index.collection.metadata or {})
+    missing = {k: v for k, v in metadata.items() if k not in current and k != "hnsw:space"}
+    if missing:
+        index.collection.modify(metadata={**current, **missing})
 
 
 def _check_same_model(embeddings: Embeddings, index: ImageIndex) -> None:

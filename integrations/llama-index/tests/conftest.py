@@ -54,15 +54,13 @@ def module_client(
 ) -> Iterator[Any]:
     """A Chroma client per module, embedded (on disk) and over HTTP (a real server)."""
     import chromadb
-    from chromadb.config import Settings
 
-    settings = Settings(anonymized_telemetry=False)
     if request.param == "embedded":
         path = tmp_path_factory.mktemp("chroma-embedded")
-        yield chromadb.PersistentClient(path=str(path), settings=settings)
+        yield chromadb.PersistentClient(path=str(path))
     else:
         host, port = request.getfixturevalue("chroma_server")
-        yield chromadb.HttpClient(host=host, port=port, settings=settings)
+        yield chromadb.HttpClient(host=host, port=port)
 
 
 def unique_name(prefix: str) -> str:

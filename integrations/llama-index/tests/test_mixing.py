@@ -61,11 +61,6 @@ def test_users_clients_and_ours_in_one_process(
     assert again.get_collection("mix_images").count() == len(list(mixed_dir.rglob("*.png")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ImageIndex(path=...) opens Chroma with non-default settings: issue 11 item 1, "
-    "fixed on another branch; remove this mark when it is merged",
-)
 @pytest.mark.parametrize("ours_first", [False, True])
 def test_image_index_beside_the_users_client(
     tmp_path: Path, mixed_dir: Path, embed: CLIPMultiModalEmbedding, ours_first: bool

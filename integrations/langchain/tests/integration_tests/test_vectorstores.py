@@ -15,11 +15,25 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 
 class TestCLIPChromaStandard(VectorStoreIntegrationTests):
+    """On the suite's fake embeddings (through the Embeddings adapter)."""
+
     @pytest.fixture
     def vectorstore(self, chroma_client: Any) -> Iterator[VectorStore]:
         name = f"lc-std-{uuid.uuid4().hex[:12]}"
         yield CLIPChroma(name, self.get_embeddings(), client=chroma_client)
         chroma_client.delete_collection(name)
+
+
+class TestCLIPChromaStandardOnCLIP(VectorStoreIntegrationTests):
+    """The same suite on CLIPEmbeddings (the demo model), as users run the store."""
+
+    @pytest.fixture
+    def vectorstore(self, chroma_client: Any, clip_embeddings: Any) -> Iterator[VectorStore]:
+        store = CLIPChroma(
+            f"lc-clip-{uuid.uuid4().hex[:12]}", clip_embeddings, client=chroma_client
+        )
+        yield store
+        store.delete_collection()
 
 
 # -- images on the demo model -------------------------------------------------------------
