@@ -27,6 +27,7 @@ from clip_multimodal.server.settings import ServerSettings
 __all__ = [
     "Body",
     "Upload",
+    "check_decode_budget",
     "check_url",
     "decode_base64",
     "fetch_image",
@@ -190,4 +191,28 @@ async def read_images(
     for url in urls:  # check them all before fetching any
         check_url(url, settings)
     out += await asyncio.gather(*(fetch_image(u, settings) for u in urls))
+    for position, data in enumerate(out):
+        check_decode_budget(data, position, settings)
     return out
+
+
+def check_decode_budget(data: bytes, position: int, settings: ServerSettings) -> None:
+    """413 if decoding the image would need more memory than the server's decode budget.
+
+    Judged from the header alone, so a small file that decodes to gigabytes never reaches
+    a decoder. A header that is not an image's is left to the encoder, which reports it
+    per item.
+    """
+    from clip_multimodal.images import read_header
+
+    try:
+        cost = read_header(data, max_pixels=None, max_decode_bytes=None).decode_cost
+    except ImageLoadError:
+        return
+    budget = settings.max_decode_bytes
+    if cost > budget:
+        raise ApiError(
+            413,
+            f"image {position} would need about {cost // 2**20} MiB to decode; this "
+            f"server's decode budget is {budget // 2**20} MiB (--max-decode-mb)",
+        )
