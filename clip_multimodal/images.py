@@ -235,6 +235,8 @@ def _expand(path: str | os.PathLike[str], desc: str) -> Path:
         return Path(path).expanduser()
     except RuntimeError as exc:  # ~name of a user that does not exist
         raise ImageLoadError(desc, f"cannot expand ~ ({exc}); check the user name") from exc
+    except ValueError as exc:  # ~ followed by a NUL or a lone surrogate
+        raise _open_error(desc, exc) from exc
 
 
 def _open_error(desc: str, exc: Exception) -> ImageLoadError:

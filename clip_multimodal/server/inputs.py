@@ -149,10 +149,13 @@ def check_url(url: str, settings: ServerSettings) -> None:
         raise ApiError(
             403, "URL fetching is disabled on this server; upload the image or send it as base64"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        raise ApiError(400, f"malformed URL {url[:80]!r} ({exc})") from exc
     if parts.scheme.lower() not in ("http", "https"):
         raise ApiError(400, f"only http(s) URLs can be fetched, not {url[:80]!r}")
-    host = (parts.hostname or "").lower()
     if host not in allowed:
         raise ApiError(403, f"host {host!r} is not on this server's URL allowlist")
 
