@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -347,6 +348,7 @@ def test_small_files_that_decode_to_gigabytes_stay_under_1_2_gb(giants: Path, na
     assert peak < 1.2e9, (outcome, peak)
 
 
+@pytest.mark.slow
 def test_the_budget_refuses_from_the_header_and_names_the_setting(giants: Path) -> None:
     data = (giants / "rgba.webp").read_bytes()
     with pytest.raises(ImageLoadError) as info:
@@ -360,6 +362,7 @@ def test_the_budget_refuses_from_the_header_and_names_the_setting(giants: Path) 
         read_header(data)
 
 
+@pytest.mark.slow
 def test_the_budget_is_configurable(giants: Path) -> None:
     data = (giants / "rgb16.png").read_bytes()
     assert load_image(data).size == (9400, 9400)  # 16-bit RGB is stored as 8-bit RGB
@@ -371,6 +374,7 @@ def test_the_budget_is_configurable(giants: Path) -> None:
         load_image(small, max_decode_bytes=1000)
 
 
+@pytest.mark.slow
 def test_the_index_refuses_an_over_budget_image_from_its_header(giants: Path) -> None:
     with pytest.raises(ImageLoadError, match="too large to decode"):
         read_image_source(giants / "grey16.png")
@@ -411,6 +415,7 @@ def _sample(kind: str, path: Path, side: int = 2000) -> None:
     image.save(path, **params)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize(
     "kind", ["png-rgba", "png-grey16", "jpeg-cmyk", "webp-lossless", "webp-rgba", "tiff-float"]
@@ -475,3 +480,24 @@ def test_the_server_passes_its_budget_to_the_encoder_it_loads() -> None:
     assert getattr(encoder, "max_decode_bytes", None) == 1234567
     with pytest.raises(ImageLoadError, match="max_decode_bytes=1234567"):
         encoder.embed_images([flat_png(1000, 8, 6, b"\1\2\3\4")])
+
+
+@pytest.mark.slow
+def test_ten_small_pngs_that_decode_to_gigabytes_are_refused_at_once(
+    giants: Path, demo_encoder: Any, tmp_path: Path
+) -> None:
+    """Ten 16-bit 9400x9400 PNGs in one 2 MB request once took the server to 5.6 GB; with
+    the default budget the request is refused from the headers, before any decoding."""
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    settings = ServerSettings(collection="ten-giants", data_dir=tmp_path)
+    assert settings.max_decode_bytes == DEFAULT_MAX_DECODE_BYTES
+    data = (giants / "grey16.png").read_bytes()
+    files = [("files", (f"{i}.png", data, "image/png")) for i in range(10)]
+    with TestClient(create_app(settings, encoder=demo_encoder, client=client)) as http:
+        response = http.post("/v1/embed/image", files=files)
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]["message"]
+    assert re.match(
+        r"image 0 would need about \d+ MiB to decode; this server's decode budget is 512 MiB",
+        message,
+    )
