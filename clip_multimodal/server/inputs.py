@@ -194,9 +194,13 @@ async def read_images(
     for url in urls:  # check them all before fetching any
         check_url(url, settings)
     out += await asyncio.gather(*(fetch_image(u, settings) for u in urls))
-    for position, data in enumerate(out):
-        check_decode_budget(data, position, settings)
+    await asyncio.to_thread(_check_decode_budgets, out, settings)  # header parses: off the loop
     return out
+
+
+def _check_decode_budgets(images: Sequence[bytes], settings: ServerSettings) -> None:
+    for position, data in enumerate(images):
+        check_decode_budget(data, position, settings)
 
 
 def check_decode_budget(data: bytes, position: int, settings: ServerSettings) -> None:
@@ -209,8 +213,8 @@ def check_decode_budget(data: bytes, position: int, settings: ServerSettings) ->
     from clip_multimodal.images import read_header
 
     try:
-        cost = read_header(data, max_pixels=None, max_decode_bytes=None).decode_cost
-    except ImageLoadError:
+        cost = read_header(data, max_decode_bytes=None).decode_cost
+    except ImageLoadError:  # not an image, or over the pixel cap: the encoder says which
         return
     budget = settings.max_decode_bytes
     if cost > budget:
