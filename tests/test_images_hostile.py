@@ -457,7 +457,7 @@ def test_converting_in_strips_gives_the_pixels_of_a_whole_image_conversion(
     image.save(buffer, format="TIFF" if mode in ("I", "F", "CMYK", "LA") else "PNG")
     data = buffer.getvalue()
     whole = np.asarray(load_image(data))
-    monkeypatch.setattr("clip_multimodal.images._STRIP_PIXELS", 50)  # two rows a strip
+    monkeypatch.setattr("clip_multimodal._pixels._STRIP_PIXELS", 50)  # two rows a strip
     assert np.array_equal(np.asarray(load_image(data)), whole)
 
 
