@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PKGS   := -e ".[all]" -e "integrations/langchain[chroma]" -e "integrations/llama-index[chroma]"
 
-.PHONY: install demo test test-fast lint format bench demo-model clean
+.PHONY: install demo test test-fast fuzz lint format bench demo-model clean
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not browser"
+
+# Fuzzes load_image (tests/fuzz/) for a fixed budget: inputs it finds go to .fuzz/corpus,
+# crashes to .fuzz/crash-*. Any exception other than ImageLoadError is a crash.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	mkdir -p .fuzz/corpus
+	$(PY) tests/fuzz/fuzz_load_image.py .fuzz/corpus tests/fuzz/corpus \
+		-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -artifact_prefix=.fuzz/
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
-from clip_multimodal.images import describe_source, load_image
+from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
 from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
 from clip_multimodal.text import TextTower, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput
@@ -63,6 +63,7 @@ class CLIPEncoder:
         device_pipeline: decode JPEGs (nvJPEG) and preprocess on the model's device, with
             reads, decoding, the model and writes overlapped (`clip_multimodal.gpu`).
             Default: on for CUDA, off elsewhere.
+        max_decode_bytes: the decode budget of each image (see `load_image`); None: none.
 
     Every embedding is float32, shape (n, dim), L2-normalized. One encoder is safe to share
     between threads.
@@ -83,6 +84,7 @@ class CLIPEncoder:
         batch_size: int | None = None,
         num_workers: int | None = None,
         device_pipeline: bool | None = None,
+        max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
     ) -> None:
         self.model_name = model_name
         whole = model_name.startswith(("local-dir:", "hf-hub:"))  # a folder: no tag applies
@@ -96,6 +98,7 @@ class CLIPEncoder:
         self._input_dtype = _parameter_dtype(self.model.visual)
         self._lock = threading.Lock()
         self._workers = num_workers or min(8, os.cpu_count() or 1)
+        self.max_decode_bytes = max_decode_bytes
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._dim: int | None = None
@@ -231,7 +234,7 @@ class CLIPEncoder:
             return self._pool
 
     def _prepare(self, source: ImageInput) -> torch.Tensor:
-        image = load_image(source)
+        image = load_image(source, max_decode_bytes=self.max_decode_bytes)
         try:
             return self.preprocess(image)
         except Exception as exc:  # a transform failing on one image must not sink the batch

@@ -15,7 +15,7 @@ import http.client
 import io
 import os
 import re
-import struct
+import stat
 import threading
 import time
 import urllib.error
@@ -31,15 +31,20 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from clip_multimodal._pixels import ROTATED_ORIENTATIONS, decode_cost, orientation, to_rgb
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.types import ImageInput
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DECODE_BYTES",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "EncodedImage",
+    "ImageHeader",
     "ImageInfo",
     "ImageInput",
+    "decode_cost",
     "describe_source",
     "fetch_url",
     "file_fingerprint",
@@ -48,6 +53,8 @@ __all__ = [
     "load_image",
     "load_image_with_info",
     "read_bytes",
+    "read_encoded",
+    "read_header",
     "sha256_file",
     "to_base64",
     "to_data_uri",
@@ -55,6 +62,7 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS: int = 89_478_485  # PIL's own default limit
 DEFAULT_MAX_BYTES: int = 50 * 2**20
+DEFAULT_MAX_DECODE_BYTES: int = 512 * 2**20  # fits an 8-bit RGB image at DEFAULT_MAX_PIXELS
 
 #: The file name endings the query rule reads as an image (`is_image_query`).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -67,9 +75,6 @@ _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/\r\n]")
 _PATH_START = re.compile(r"[/\\]|\.{1,2}[/\\]|[A-Za-z]:[/\\]|~[^\s/\\]*(?:[/\\]|$)")
 _SPACE = re.compile(r"\s")
 _MIN_BASE64_CHARS = 32  # shorter strings cannot hold a real image; treat them as paths
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-_ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF values that swap width and height
-_ORIENTATION_TAG = 0x0112
 _RAW_MIME = "application/octet-stream"  # PIL images and arrays have no encoded format
 _CHUNK = 64 * 1024
 # PIL's bomb limit and the warnings filters are process globals: one lock keeps our own
@@ -100,10 +105,20 @@ class ImageInfo:
     mtime: float | None
 
 
-class _Encoded(NamedTuple):
+class EncodedImage(NamedTuple):
+    """An input's encoded bytes, as `read_encoded` read them.
+
+    Attributes:
+        data: the encoded bytes.
+        uri: the file's path (with ~ expanded) or the URL; None for bytes and base64.
+        mtime: a file's modification time, from the descriptor that was read.
+        mtime_ns: the same in nanoseconds.
+    """
+
     data: bytes
     uri: str | None
-    mtime: float | None
+    mtime: float | None = None
+    mtime_ns: int | None = None
 
 
 # --- describing and classifying sources -------------------------------------------------
@@ -135,7 +150,7 @@ def _is_file(text: str) -> bool:
         return False
     try:
         return Path(text).expanduser().is_file()
-    except (OSError, ValueError, RuntimeError):  # RuntimeError: ~nosuchuser
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: ~name of no such user
         return False
 
 
@@ -145,7 +160,10 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (e.g. an unclosed [IPv6]): drop anything before an @
+        return re.sub(r"^([^:/]*://)[^/]*@", r"\1", url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
@@ -249,28 +267,103 @@ def _decode_data_uri(text: str, desc: str, max_bytes: int) -> bytes:
     return _decode_base64(payload, desc, max_bytes)
 
 
-def _read_file(path: Path, desc: str) -> _Encoded:
-    path = path.expanduser()
-    if path.is_dir():
-        raise ImageLoadError(desc, "is a directory, not an image file")
+# O_NONBLOCK: opening a FIFO never waits for a writer; O_NOCTTY: a terminal never becomes ours.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_OPEN_FLAGS |= getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image file"
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "a special file"
+    return f"is {kind}, not a regular file; only regular files are read"
+
+
+def _expand(path: str | os.PathLike[str], desc: str) -> Path:
     try:
-        with path.open("rb") as fh:
-            mtime = os.fstat(fh.fileno()).st_mtime
-            return _Encoded(fh.read(), str(path), mtime)
-    except FileNotFoundError as exc:
-        raise ImageLoadError(desc, "no such file; check the path") from exc
+        return Path(path).expanduser()
+    except RuntimeError as exc:  # ~name of a user that does not exist
+        raise ImageLoadError(desc, f"cannot expand ~ ({exc}); check the user name") from exc
+    except ValueError as exc:  # ~ followed by a NUL or a lone surrogate
+        raise _open_error(desc, exc) from exc
+
+
+def _open_error(desc: str, exc: Exception) -> ImageLoadError:
+    if isinstance(exc, FileNotFoundError):
+        return ImageLoadError(desc, "no such file; check the path")
+    if isinstance(exc, OSError):
+        return ImageLoadError(desc, f"cannot read file ({exc.strerror or exc})")
+    # ValueError (a NUL byte) or UnicodeEncodeError (a lone surrogate): not a valid path
+    return ImageLoadError(desc, f"not a valid path ({exc})")
+
+
+def _read_fd(fd: int, desc: str, max_bytes: int) -> bytes:
+    """At most max_bytes: a file that grows while it is read is refused, not read forever."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := os.read(fd, min(_CHUNK * 16, max_bytes + 1 - total)):
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_many_bytes(desc, total, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@contextmanager
+def _open_regular(source: str | os.PathLike[str], desc: str) -> Iterator[tuple[int, Path]]:
+    """The one guarded way this package opens an image file: yields (descriptor, path).
+
+    Only regular files are opened (links are followed first): a device such as /dev/zero
+    would be read until memory runs out, and a FIFO would block. The type is checked before
+    opening, the open never waits (O_NONBLOCK), and the type is checked again on the open
+    descriptor, so that a path swapped in between is caught too.
+    """
+    path = _expand(source, desc)
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        raise _open_error(desc, exc) from exc
+    if not stat.S_ISREG(mode):
+        raise ImageLoadError(desc, _file_kind(mode))
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        raise ImageLoadError(desc, f"cannot read file ({exc.strerror or exc})") from exc
+        raise _open_error(desc, exc) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageLoadError(desc, _file_kind(mode))
+        yield fd, path
+    except OSError as exc:
+        raise _open_error(desc, exc) from exc
+    finally:
+        os.close(fd)
 
 
-def _read_source(source: ImageInput, max_bytes: int, timeout: float) -> _Encoded:
+def _read_file(source: str | os.PathLike[str], desc: str, max_bytes: int) -> EncodedImage:
+    with _open_regular(source, desc) as (fd, path):
+        info = os.fstat(fd)
+        if info.st_size > max_bytes:
+            raise _too_many_bytes(desc, info.st_size, max_bytes)
+        data = _read_fd(fd, desc, max_bytes)
+    return EncodedImage(data, str(path), info.st_mtime, info.st_mtime_ns)
+
+
+def _read_source(source: ImageInput, max_bytes: int, timeout: float) -> EncodedImage:
     desc = describe_source(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > max_bytes:
             raise _too_many_bytes(desc, len(source), max_bytes)
-        return _Encoded(bytes(source), None, None)
+        return EncodedImage(bytes(source), None)
     if isinstance(source, os.PathLike):
-        return _read_file(Path(source), desc)
+        return _read_file(source, desc, max_bytes)
     if not isinstance(source, str):
         if isinstance(source, (Image.Image, np.ndarray)):
             raise ImageLoadError(desc, "is already decoded: it has no encoded bytes to read")
@@ -281,15 +374,15 @@ def _read_source(source: ImageInput, max_bytes: int, timeout: float) -> _Encoded
         )
     kind = _classify(source)
     if kind == "url":
-        return _Encoded(fetch_url(source, max_bytes=max_bytes, timeout=timeout), source, None)
+        return EncodedImage(fetch_url(source, max_bytes=max_bytes, timeout=timeout), source)
     if kind == "data":
-        return _Encoded(_decode_data_uri(source, desc, max_bytes), None, None)
+        return EncodedImage(_decode_data_uri(source, desc, max_bytes), None)
     if kind == "base64":
-        return _Encoded(_decode_base64(source, desc, max_bytes), None, None)
+        return EncodedImage(_decode_base64(source, desc, max_bytes), None)
     if kind == "scheme":
         scheme = source.split(":", 1)[0]
         raise ImageLoadError(desc, f"unsupported scheme {scheme!r}; pass an http(s) URL or a path")
-    return _read_file(Path(source), desc)
+    return _read_file(source, desc, max_bytes)
 
 
 def read_bytes(
@@ -301,6 +394,17 @@ def read_bytes(
         ImageLoadError: the source cannot be read, or is a PIL image or array (no encoding).
     """
     return _read_source(source, max_bytes, timeout).data
+
+
+def read_encoded(
+    source: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 10.0
+) -> EncodedImage:
+    """Like `read_bytes`, with the file's path and modification time (from the same open).
+
+    Raises:
+        ImageLoadError: the source cannot be read, or is a PIL image or array (no encoding).
+    """
+    return _read_source(source, max_bytes, timeout)
 
 
 # --- fetching URLs ----------------------------------------------------------------------
@@ -386,7 +490,11 @@ def fetch_url(
         ImageLoadError: on any failure, naming the URL and the reason.
     """
     desc = describe_source(url)
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    try:
+        scheme, _ = urlsplit(url).scheme, urlsplit(url).port  # a malformed host fails here
+    except ValueError as exc:
+        raise ImageLoadError(desc, f"malformed URL ({exc})") from exc
+    if scheme.lower() not in ("http", "https"):
         raise ImageLoadError(desc, "unsupported scheme; only http(s) URLs are fetched")
     if not _host_allowed(url, allowed_hosts):
         raise ImageLoadError(desc, f"host not in allowed_hosts {sorted(allowed_hosts or ())}")
@@ -446,7 +554,12 @@ def _check_pixels(size: tuple[int, int], max_pixels: int | None, desc: str) -> N
 
 @contextmanager
 def _pil_errors(desc: str, reason: str) -> Iterator[None]:
-    """Map PIL's many failure types to one ImageLoadError."""
+    """Map every failure of a decoder to one ImageLoadError.
+
+    PIL and its codec plugins raise many types for damaged data (OSError, SyntaxError,
+    struct.error, and RuntimeError from the AVIF plugin); none may escape as anything else,
+    or one bad image would sink a whole batch.
+    """
     try:
         yield
     except ImageLoadError:
@@ -455,80 +568,148 @@ def _pil_errors(desc: str, reason: str) -> Iterator[None]:
         raise ImageLoadError(desc, "not an image PIL can decode") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(desc, f"too large, possible decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise ImageLoadError(desc, f"{reason} ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageLoadError(desc, "out of memory while decoding") from exc
+    except Exception as exc:
+        raise ImageLoadError(desc, f"{reason} ({type(exc).__name__}: {exc})") from exc
 
 
 def _open(data: bytes, desc: str, max_pixels: int | None) -> Image.Image:
     if not data:
         raise ImageLoadError(desc, "empty input (0 bytes)")
-    with _pil_errors(desc, "cannot decode"):
-        image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data))
     _check_pixels(image.size, max_pixels, desc)
     return image
 
 
-def _apply_draft(image: Image.Image, draft: tuple[int, int]) -> None:
+def _check_draft(draft: tuple[int, int]) -> None:
     if draft[0] <= 0 or draft[1] <= 0:
         raise ValueError(f"draft must be a positive (width, height), got {draft}")
+
+
+def _apply_draft(image: Image.Image, draft: tuple[int, int]) -> None:
     if image.format != "JPEG":
         return
     # draft works on the stored pixels: ask for the stored shape of the displayed size.
-    rotated = image.getexif().get(_ORIENTATION_TAG, 1) in _ROTATED_ORIENTATIONS
+    rotated = orientation(image) in ROTATED_ORIENTATIONS
     image.draft(None, (draft[1], draft[0]) if rotated else draft)
 
 
-def _scale_to_l(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float grey to 8-bit by scaling, where PIL's convert would clip."""
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-    if image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255):
-        values = values.clip(0, 65535) / 257.0
-    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
-        values = values * 255.0  # floats in [0, 1] are the usual convention
-    return Image.fromarray(np.rint(values).clip(0, 255).astype(np.uint8))
+# --- the decode budget: memory, judged from the header ----------------------------------
 
 
-def _on_white(image: Image.Image) -> Image.Image:
-    rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
+def _check_budget(image: Image.Image, max_decode_bytes: int | None, desc: str) -> int:
+    """The image's decode cost; ImageLoadError if it is over the budget."""
+    cost = decode_cost(image)
+    if max_decode_bytes is not None and cost > max_decode_bytes:
+        raise ImageLoadError(
+            desc,
+            f"too large to decode: {image.width}x{image.height} {image.format or ''} "
+            f"{image.mode} needs about {cost // 2**20} MiB, above max_decode_bytes="
+            f"{max_decode_bytes} ({max_decode_bytes // 2**20} MiB); pass a larger "
+            "max_decode_bytes if you trust it",
+        )
+    return cost
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode.startswith("I") or image.mode == "F":
-        return _scale_to_l(image).convert("RGB")
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        return _on_white(image)
-    return image if image.mode == "RGB" else image.convert("RGB")
+class ImageHeader(NamedTuple):
+    """What an image's header says, before any pixel is decoded.
+
+    Attributes:
+        mime: the format's MIME type, e.g. "image/png".
+        width: the width after EXIF orientation.
+        height: the height after EXIF orientation.
+        decode_cost: the bytes of memory decoding it needs at most (see `decode_cost`).
+    """
+
+    mime: str
+    width: int
+    height: int
+    decode_cost: int
+
+
+def read_header(
+    data: bytes,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
+    desc: str | None = None,
+) -> ImageHeader:
+    """Format and oriented size from the header alone, with `load_image`'s caps applied.
+
+    An image that `load_image` would refuse for its pixel count or its decode budget is
+    refused here too, before any pixel is decoded.
+
+    Args:
+        data: the encoded bytes.
+        max_pixels: as for `load_image`.
+        max_decode_bytes: as for `load_image`.
+        desc: how errors name the input (default: its size in bytes).
+
+    Raises:
+        ImageLoadError: the header is not an image's, or the image is over a cap.
+    """
+    desc = desc or describe_source(data)
+    with _pil_errors(desc, "cannot decode"), _pil_bomb_guard(max_pixels):
+        image = _open(data, desc, max_pixels)
+        cost = _check_budget(image, max_decode_bytes, desc)
+        width, height = image.size
+        if orientation(image) in ROTATED_ORIENTATIONS:
+            width, height = height, width
+        return ImageHeader(Image.MIME.get(image.format or "", _RAW_MIME), width, height, cost)
 
 
 def _finish(image: Image.Image, desc: str) -> Image.Image:
-    """Load, apply EXIF orientation and convert to RGB; the result owns its pixels."""
+    """A caller's image: apply EXIF orientation and convert to RGB, in a copy."""
     with _pil_errors(desc, "truncated or corrupt image data"):
         image.load()
-        return _to_rgb(ImageOps.exif_transpose(image))  # a copy: never the caller's object
+        return to_rgb(ImageOps.exif_transpose(image))  # a copy: never the caller's object
+
+
+def _finish_decoded(image: Image.Image) -> Image.Image:
+    """An image we decoded ourselves: orient and convert it in place where we can."""
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)
+    rgb = to_rgb(image)
+    # A plain Image sharing the pixels: drops the file object and any decoder buffers.
+    return rgb._new(rgb.im) if rgb is image else rgb
 
 
 def _decode_opened(
-    image: Image.Image, desc: str, draft: tuple[int, int] | None
+    image: Image.Image,
+    desc: str,
+    draft: tuple[int, int] | None,
+    max_decode_bytes: int | None,
 ) -> tuple[Image.Image, str | None, tuple[int, int]]:
     stored = image.size
     if draft is not None:
         _apply_draft(image, draft)
-    rgb = _finish(image, desc)  # an animation stays on frame 0, where open left it
-    rotated = rgb.size != image.size
+    _check_budget(image, max_decode_bytes, desc)
+    with _pil_errors(desc, "truncated or corrupt image data"):
+        image.load()
+        loaded = image.size
+        rgb = _finish_decoded(image)  # an animation stays on frame 0, where open left it
+    rotated = rgb.size != loaded
     return rgb, image.format, (stored[1], stored[0]) if rotated else stored
 
 
 def _decode(
-    data: bytes, desc: str, max_pixels: int | None, draft: tuple[int, int] | None
+    data: bytes,
+    desc: str,
+    max_pixels: int | None,
+    draft: tuple[int, int] | None,
+    max_decode_bytes: int | None,
 ) -> tuple[Image.Image, str | None, tuple[int, int]]:
     """Decode to RGB; also return the format and the original (oriented) size."""
-    with _pil_bomb_guard(max_pixels) as lifted:
-        image = _open(data, desc, max_pixels)
-        if lifted:  # PIL's limit also applies while loading: keep it lifted (rare, big images)
-            return _decode_opened(image, desc, draft)
-    return _decode_opened(image, desc, draft)  # only the fast header parse was serialized
+    if draft is not None:
+        _check_draft(draft)
+    with _pil_errors(desc, "cannot decode"):
+        with _pil_bomb_guard(max_pixels) as lifted:
+            image = _open(data, desc, max_pixels)
+            if lifted:  # PIL's limit also applies while loading: keep it lifted (rare, big)
+                return _decode_opened(image, desc, draft, max_decode_bytes)
+        # Only the fast header parse was serialized.
+        return _decode_opened(image, desc, draft, max_decode_bytes)
 
 
 def _from_array(array: np.ndarray[Any, Any], desc: str) -> Image.Image:
@@ -554,6 +735,7 @@ def load_image_with_info(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 10.0,
     draft: tuple[int, int] | None = None,
+    max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
 ) -> tuple[Image.Image, ImageInfo]:
     """Like `load_image`, and also return the source's `ImageInfo` (hash, format, size)."""
     desc = describe_source(source)
@@ -568,7 +750,7 @@ def load_image_with_info(
         )
         return rgb, ImageInfo(None, digest, mime, rgb.width, rgb.height, len(pixels), None)
     encoded = _read_source(source, max_bytes, timeout)
-    rgb, fmt, (width, height) = _decode(encoded.data, desc, max_pixels, draft)
+    rgb, fmt, (width, height) = _decode(encoded.data, desc, max_pixels, draft, max_decode_bytes)
     digest = hashlib.sha256(encoded.data).hexdigest()
     mime = Image.MIME.get(fmt or "", _RAW_MIME)
     info = ImageInfo(encoded.uri, digest, mime, width, height, len(encoded.data), encoded.mtime)
@@ -582,6 +764,7 @@ def load_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 10.0,
     draft: tuple[int, int] | None = None,
+    max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
 ) -> Image.Image:
     """Load any image input as a fully decoded RGB PIL image.
 
@@ -589,10 +772,13 @@ def load_image(
         source: a path (str or Path), an http(s) URL, raw bytes, a base64 string or data: URI,
             a PIL image, or a uint8 numpy array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
         max_pixels: refuse encoded images with more pixels (decompression bombs); None: no cap.
-        max_bytes: refuse URL bodies, bytes and base64 payloads longer than this.
+        max_bytes: refuse files, URL bodies, bytes and base64 payloads longer than this.
         timeout: seconds allowed for a URL fetch.
         draft: opt-in fast JPEG decode at a reduced scale of at least this (width, height).
             It changes pixels, so it is off by default.
+        max_decode_bytes: refuse, from the header, images whose decoding would need more
+            memory than this (see `decode_cost`); None: no budget. A small file can decode
+            to gigabytes (a 3 KB WebP to 9400x9400 pixels).
 
     Returns:
         An RGB image with EXIF orientation applied, transparency composited on white and,
@@ -605,7 +791,7 @@ def load_image(
     if isinstance(source, (Image.Image, np.ndarray)):
         return _from_pixels(source, desc)
     data = _read_source(source, max_bytes, timeout).data
-    return _decode(data, desc, max_pixels, draft)[0]
+    return _decode(data, desc, max_pixels, draft, max_decode_bytes)[0]
 
 
 # --- files and encodings ----------------------------------------------------------------
@@ -621,14 +807,11 @@ def file_fingerprint(path: str | Path) -> tuple[float, int]:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
+    """Hex SHA-256 of a regular file's bytes, read in chunks."""
     digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(2**20):
-                digest.update(chunk)
-    except OSError as exc:
-        raise ImageLoadError(describe_source(path), f"cannot read ({exc.strerror})") from exc
+    with _open_regular(path, describe_source(path)) as (fd, _):
+        while chunk := os.read(fd, 2**20):
+            digest.update(chunk)
     return digest.hexdigest()
 
 

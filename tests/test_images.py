@@ -30,6 +30,8 @@ from clip_multimodal.images import (
     load_image,
     load_image_with_info,
     read_bytes,
+    read_encoded,
+    read_header,
     sha256_file,
     to_base64,
     to_data_uri,
@@ -652,3 +654,25 @@ def test_to_data_uri_round_trips(tmp_path: Path) -> None:
     assert uri.startswith("data:image/png;base64,")
     assert np.array_equal(pixels(load_image(uri)), np.asarray(image))
     assert to_data_uri(image).startswith("data:image/jpeg;base64,")
+
+
+def test_read_encoded_gives_the_path_and_mtime_of_the_file_it_read(tmp_path: Path) -> None:
+    path = save(tmp_path, "a.png", noise())
+    encoded = read_encoded(path)
+    stat = os.stat(path)
+    assert (encoded.data, encoded.uri) == (path.read_bytes(), str(path))
+    assert (encoded.mtime, encoded.mtime_ns) == (stat.st_mtime, stat.st_mtime_ns)
+    assert read_encoded(path.read_bytes()) == (path.read_bytes(), None, None, None)
+
+
+def test_read_header_agrees_with_load_image_without_decoding(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = save(tmp_path, "r.jpg", noise((40, 20)), exif=exif).read_bytes()
+    for data in (rotated, encode(noise((30, 20)), "PNG"), encode(noise(), "WEBP")):
+        header = read_header(data)
+        image, info = load_image_with_info(data)
+        assert (header.mime, header.width, header.height) == (info.mime, *image.size)
+        assert header.decode_cost >= image.width * image.height * 3
+    with pytest.raises(ImageLoadError, match="not an image PIL can decode"):
+        read_header(b"not an image at all")

@@ -331,8 +331,11 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
     model, pretrained = model_spec(args)
     image_bytes = int(args.max_image_mb * MiB)
-    if image_bytes < 1 or args.timeout <= 0 or args.max_batch < 1:
-        raise UsageError("--max-image-mb, --timeout and --max-batch must be positive")
+    decode_bytes = int(args.max_decode_mb * MiB)
+    if min(image_bytes, decode_bytes) < 1 or args.timeout <= 0 or args.max_batch < 1:
+        raise UsageError(
+            "--max-image-mb, --max-decode-mb, --timeout and --max-batch must be positive"
+        )
     return ServerSettings(
         model=model,
         pretrained=pretrained,
@@ -345,6 +348,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         enable_index=args.enable_index,
         allowed_url_hosts=tuple(args.allow_url_host),
         max_image_bytes=image_bytes,
+        max_decode_bytes=decode_bytes,
         # A base64 image is 4/3 of its bytes; leave room for a few per request.
         max_body_bytes=max(32 * MiB, 2 * image_bytes + MiB),
         request_timeout_s=args.timeout,

@@ -153,6 +153,12 @@ def _serve(p: argparse.ArgumentParser) -> None:
         help="let requests name image URLs on HOST (repeatable); URL fetching is off otherwise",
     )
     p.add_argument("--max-image-mb", type=float, default=10.0, help="cap on one image")
+    p.add_argument(
+        "--max-decode-mb",
+        type=float,
+        default=512.0,
+        help="memory one image may need to decode (judged from its header)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
     p.add_argument("--max-batch", type=int, default=32, help="items per shared forward pass")
     p.add_argument(

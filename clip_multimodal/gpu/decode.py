@@ -9,7 +9,6 @@ batch, and a file nothing can decode is reported by name.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -79,24 +78,13 @@ def _png_pixels(data: bytes, desc: str) -> torch.Tensor:
         return pil_pixels(data, desc)
 
 
-def _read(source: ImageInput) -> bytes:
-    """A file's bytes by the shortest path; any other source, or any trouble, via read_bytes."""
-    if isinstance(source, os.PathLike):
-        try:
-            with open(source, "rb") as fh:
-                return fh.read()
-        except OSError:
-            pass  # read_bytes raises the ImageLoadError that names the problem
-    return read_bytes(source)
-
-
 def load_payload(payload: ImageInput, desc: str | None = None, info: Any = None) -> Loaded:
     """Read one input and route it; runs in a reader thread. Never raises ImageLoadError."""
     desc = desc or describe_source(payload)
     try:
         if isinstance(payload, (Image.Image, np.ndarray)):
             return Loaded(desc, pixels=pil_pixels(payload, desc), info=info)
-        data = payload if isinstance(payload, bytes) else _read(payload)
+        data = payload if isinstance(payload, bytes) else read_bytes(payload)
         kind = route(data)
         if kind == "jpeg":
             return Loaded(desc, jpeg=data, info=info)

@@ -8,8 +8,6 @@ pixels) and decodes them in its own worker threads.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from clip_multimodal import images
 from clip_multimodal.errors import ImageLoadError
@@ -27,8 +25,6 @@ from clip_multimodal.types import ImageInput
 
 __all__ = ["ImageSource", "read_image_source", "read_many"]
 
-_ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
-_OCTET = "application/octet-stream"
 _READERS = 8  # file and URL reads wait on I/O, not the CPU
 
 
@@ -101,7 +97,12 @@ def read_many(sources: Sequence[ImageInput]) -> list[ImageSource | ImageLoadErro
 
 
 def _is_url(source: ImageInput) -> bool:
-    return isinstance(source, str) and urlsplit(source).scheme.lower() in ("http", "https")
+    if not isinstance(source, str):
+        return False
+    try:
+        return urlsplit(source).scheme.lower() in ("http", "https")
+    except ValueError:  # malformed (an unclosed [IPv6]): read alone, the loader names it
+        return False
 
 
 def _read_or_error(source: ImageInput) -> ImageSource | ImageLoadError:
@@ -126,27 +127,19 @@ def read_image_source(source: ImageInput) -> ImageSource:
     desc = images.describe_source(source)
     if isinstance(source, (Image.Image, np.ndarray)):
         return _from_pixels(source)
-    uri, mtime_ns = _locate(source)
-    data = images.read_bytes(source)
-    mime, width, height = _probe(data, desc)
+    encoded = images.read_encoded(source)  # files through the loader's one guarded open
+    mime, width, height, _ = images.read_header(encoded.data, desc=desc)
+    data = encoded.data
     digest = hashlib.sha256(data).hexdigest()
-    return ImageSource(desc, uri, data, digest, mime, width, height, len(data), mtime_ns)
+    uri = _record_uri(encoded)
+    return ImageSource(desc, uri, data, digest, mime, width, height, len(data), encoded.mtime_ns)
 
 
-def _locate(source: ImageInput) -> tuple[str | None, int | None]:
-    """The absolute path (or the URL) a record keeps, and a file's mtime in nanoseconds."""
-    if isinstance(source, str) and images.is_image_reference(source):
-        if source[:5].lower() == "data:":
-            return None, None
-        if _is_url(source):
-            return source, None
-    elif not isinstance(source, os.PathLike):
-        return None, None  # bytes, base64, or a path that does not exist (read_bytes says so)
-    path = Path(os.fsdecode(source)).expanduser().absolute()
-    try:
-        return str(path), path.stat().st_mtime_ns
-    except OSError:
-        return str(path), None
+def _record_uri(encoded: images.EncodedImage) -> str | None:
+    """The absolute path (or the URL) a record keeps; None for bytes, base64 and data: URIs."""
+    if encoded.uri is None or encoded.mtime_ns is None:  # a URL, or no location at all
+        return encoded.uri
+    return str(Path(encoded.uri).absolute())
 
 
 def _from_pixels(source: Image.Image | np.ndarray[Any, Any]) -> ImageSource:
@@ -156,21 +149,3 @@ def _from_pixels(source: Image.Image | np.ndarray[Any, Any]) -> ImageSource:
     return ImageSource(
         desc, None, rgb, info.sha256, info.mime, info.width, info.height, info.size, None
     )
-
-
-def _probe(data: bytes, desc: str) -> tuple[str, int, int]:
-    """Format and oriented size from the header alone (the model decodes the pixels later)."""
-    if not data:
-        raise ImageLoadError(desc, "empty input (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in _ROTATED:
-            width, height = height, width
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(desc, f"too large, possible decompression bomb ({exc})") from exc
-    except UnidentifiedImageError as exc:  # its message shows our buffer's repr, not the input
-        raise ImageLoadError(desc, "not an image PIL can decode") from exc
-    except Exception as exc:  # PIL raises many types for bad headers; all mean "not an image"
-        raise ImageLoadError(desc, f"not an image PIL can decode ({exc})") from exc
-    return Image.MIME.get(image.format or "", _OCTET), width, height

@@ -43,7 +43,12 @@ def _load_encoder(settings: ServerSettings) -> Encoder:
     from clip_multimodal.encoder import CLIPEncoder
     from clip_multimodal.models import DEMO_MODEL
 
-    return CLIPEncoder(settings.model or DEMO_MODEL, settings.pretrained, device=settings.device)
+    return CLIPEncoder(
+        settings.model or DEMO_MODEL,
+        settings.pretrained,
+        device=settings.device,
+        max_decode_bytes=settings.max_decode_bytes,
+    )
 
 
 def create_app(

@@ -27,6 +27,7 @@ from clip_multimodal.server.settings import ServerSettings
 __all__ = [
     "Body",
     "Upload",
+    "check_decode_budget",
     "check_url",
     "decode_base64",
     "fetch_image",
@@ -148,10 +149,13 @@ def check_url(url: str, settings: ServerSettings) -> None:
         raise ApiError(
             403, "URL fetching is disabled on this server; upload the image or send it as base64"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        raise ApiError(400, f"malformed URL {url[:80]!r} ({exc})") from exc
     if parts.scheme.lower() not in ("http", "https"):
         raise ApiError(400, f"only http(s) URLs can be fetched, not {url[:80]!r}")
-    host = (parts.hostname or "").lower()
     if host not in allowed:
         raise ApiError(403, f"host {host!r} is not on this server's URL allowlist")
 
@@ -190,4 +194,32 @@ async def read_images(
     for url in urls:  # check them all before fetching any
         check_url(url, settings)
     out += await asyncio.gather(*(fetch_image(u, settings) for u in urls))
+    await asyncio.to_thread(_check_decode_budgets, out, settings)  # header parses: off the loop
     return out
+
+
+def _check_decode_budgets(images: Sequence[bytes], settings: ServerSettings) -> None:
+    for position, data in enumerate(images):
+        check_decode_budget(data, position, settings)
+
+
+def check_decode_budget(data: bytes, position: int, settings: ServerSettings) -> None:
+    """413 if decoding the image would need more memory than the server's decode budget.
+
+    Judged from the header alone, so a small file that decodes to gigabytes never reaches
+    a decoder. A header that is not an image's is left to the encoder, which reports it
+    per item.
+    """
+    from clip_multimodal.images import read_header
+
+    try:
+        cost = read_header(data, max_decode_bytes=None).decode_cost
+    except ImageLoadError:  # not an image, or over the pixel cap: the encoder says which
+        return
+    budget = settings.max_decode_bytes
+    if cost > budget:
+        raise ApiError(
+            413,
+            f"image {position} would need about {cost // 2**20} MiB to decode; this "
+            f"server's decode budget is {budget // 2**20} MiB (--max-decode-mb)",
+        )

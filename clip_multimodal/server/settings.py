@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES
+
 __all__ = ["ServerSettings"]
 
 MiB = 2**20
@@ -27,6 +29,8 @@ class ServerSettings:
         enable_index: allow POST /v1/index (uploads are written under `data_dir/uploads`).
         allowed_url_hosts: host names images may be fetched from; empty: URL fetching is off.
         max_image_bytes: the cap on one uploaded, base64 or fetched image.
+        max_decode_bytes: the decode budget: an image whose decoding would need more memory
+            (estimated from its header) is refused with 413 before it is decoded.
         max_body_bytes: the cap on a whole request body.
         max_items: the most texts or images in one request.
         max_k: the most hits one search may ask for.
@@ -47,6 +51,7 @@ class ServerSettings:
     enable_index: bool = False
     allowed_url_hosts: tuple[str, ...] = field(default=())
     max_image_bytes: int = 10 * MiB
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
     max_body_bytes: int = 32 * MiB
     max_items: int = 256
     max_k: int = 100
@@ -56,7 +61,14 @@ class ServerSettings:
     batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_image_bytes", "max_body_bytes", "max_items", "max_k", "max_batch"):
+        for name in (
+            "max_image_bytes",
+            "max_decode_bytes",
+            "max_body_bytes",
+            "max_items",
+            "max_k",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.request_timeout_s <= 0 or self.url_timeout_s <= 0:
