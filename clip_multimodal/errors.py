@@ -11,6 +11,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotAvailableError",
     "ReadOnlyIndexError",
+    "TemplateError",
 ]
 
 
@@ -50,6 +51,10 @@ class IndexNotFoundError(CLIPMultimodalError, LookupError):
 
 class ReadOnlyIndexError(CLIPMultimodalError):
     """A write (add, index_folder, delete) was asked of an index opened read-only."""
+
+
+class TemplateError(CLIPMultimodalError, ValueError):
+    """A prompt template is not a text with exactly one `{}` where the label goes."""
 
 
 class MissingDependencyError(CLIPMultimodalError, ImportError):

@@ -29,6 +29,8 @@ class ServerSettings:
         max_image_bytes: the cap on one uploaded, base64 or fetched image.
         max_body_bytes: the cap on a whole request body.
         max_items: the most texts or images in one request.
+        max_text_chars: the longest text field (a text, label, candidate or template); the
+            model reads only 77 tokens, and the library cuts longer texts anyway.
         max_k: the most hits one search may ask for.
         request_timeout_s: a request still running after this gets 504.
         url_timeout_s: the time allowed to fetch one URL.
@@ -49,6 +51,7 @@ class ServerSettings:
     max_image_bytes: int = 10 * MiB
     max_body_bytes: int = 32 * MiB
     max_items: int = 256
+    max_text_chars: int = 10_000
     max_k: int = 100
     request_timeout_s: float = 30.0
     url_timeout_s: float = 10.0
@@ -56,7 +59,14 @@ class ServerSettings:
     batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_image_bytes", "max_body_bytes", "max_items", "max_k", "max_batch"):
+        for name in (
+            "max_image_bytes",
+            "max_body_bytes",
+            "max_items",
+            "max_text_chars",
+            "max_k",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.request_timeout_s <= 0 or self.url_timeout_s <= 0:
