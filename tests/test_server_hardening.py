@@ -8,6 +8,9 @@ loopback port, started the way `clip-multimodal serve` starts it.
 from __future__ import annotations
 
 import base64
+import http.server
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -111,3 +114,79 @@ def test_long_texts_under_the_cap_are_cheap(api: TestClient) -> None:
     assert response.status_code == 200, response.text
     assert len(response.json()["embeddings"]) == 256
     assert elapsed < 15.0, f"{elapsed:.1f}s"
+
+
+# -- URLs: one parser, and the right status ----------------------------------------------------
+
+
+class _Images(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []  # noqa: RUF012 - shared by the handler instances on purpose
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        body = png_bytes((200, 30, 30)) if self.path == "/red.png" else b"\0" * 50_000
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_hosts() -> Iterator[tuple[str, str]]:
+    """The same image server on 127.0.0.1 and on 127.0.0.2 (only the first is allowed)."""
+    for key in list(os.environ):
+        if key.lower().endswith("_proxy"):
+            os.environ.pop(key)
+    servers = [http.server.ThreadingHTTPServer((h, 0), _Images) for h in ("127.0.0.1", "127.0.0.2")]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tuple(f"http://{s.server_address[0]}:{s.server_address[1]}" for s in servers)  # type: ignore[misc]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def fetching(
+    chroma: Any, demo_encoder: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    app = _app(
+        chroma,
+        demo_encoder,
+        tmp_path_factory.mktemp("fetching"),
+        allowed_url_hosts=("127.0.0.1",),
+        max_image_bytes=20_000,
+    )
+    with TestClient(app) as http_client:
+        yield http_client
+
+
+def test_a_url_the_parsers_read_two_ways_is_refused_unfetched(
+    fetching: TestClient, image_hosts: tuple[str, str]
+) -> None:
+    allowed, other = image_hosts
+    port = other.rsplit(":", 1)[1]
+    _Images.hits.clear()
+    for url in (
+        f"http://127.0.0.2:{port}\\@127.0.0.1/red.png",
+        f"http://127.0.0.2:{port}@127.0.0.1/red.png",
+        f"http://x@127.0.0.1:{allowed.rsplit(':', 1)[1]}/red.png",
+    ):
+        response = fetching.post("/v1/embed/image", json={"urls": [url]})
+        _error(response, 400, "bad_request")
+    assert _Images.hits == []
+    fine = fetching.post("/v1/embed/image", json={"urls": [f"{allowed}/red.png"]})
+    assert fine.status_code == 200, fine.text
+    assert _Images.hits == ["/red.png"]
+
+
+def test_an_oversized_allowed_url_is_a_413_said_once(
+    fetching: TestClient, image_hosts: tuple[str, str]
+) -> None:
+    response = fetching.post("/v1/search", json={"image_url": f"{image_hosts[0]}/big.png"})
+    message = _error(response, 413, "payload_too_large")
+    assert message.count("cannot load image") == 1 and "cannot fetch" not in message
