@@ -8,21 +8,25 @@ loopback port, started the way `clip-multimodal serve` starts it.
 from __future__ import annotations
 
 import base64
+import http.client
 import http.server
 import os
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import chromadb
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from clip_multimodal.server import ServerSettings, create_app
-from tests.server_helpers import png_bytes
+from clip_multimodal.testing import FakeEncoder
+from tests.server_helpers import png_bytes, running_server
 
 IMAGE = base64.b64encode(png_bytes((200, 30, 30))).decode()
 
@@ -190,3 +194,207 @@ def test_an_oversized_allowed_url_is_a_413_said_once(
     response = fetching.post("/v1/search", json={"image_url": f"{image_hosts[0]}/big.png"})
     message = _error(response, 413, "payload_too_large")
     assert message.count("cannot load image") == 1 and "cannot fetch" not in message
+
+
+# -- Host and Origin ------------------------------------------------------------------------------
+
+BASE = "http://127.0.0.1:8000"
+
+
+@pytest.fixture(scope="module")
+def local(
+    chroma: Any, demo_encoder: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The app as a loopback server sees it: requests arrive at 127.0.0.1:8000."""
+    app = _app(chroma, demo_encoder, tmp_path_factory.mktemp("local"), enable_index=True)
+    with TestClient(app, base_url=BASE) as http_client:
+        yield http_client
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8000",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:8000",
+        "localhost@evil.example",
+        "evil.example/localhost",
+        "",
+        "[::2]:8000",
+    ],
+)
+def test_a_foreign_host_header_is_refused(local: TestClient, host: str) -> None:
+    for response in (
+        local.get("/healthz", headers={"host": host}),
+        local.get("/", headers={"host": host}),
+        local.post("/v1/search", json={"text": "x"}, headers={"host": host}),
+    ):
+        assert "not a name of this server" in _error(response, 403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000", "127.0.0.2"]
+)
+def test_loopback_names_and_the_bound_address_are_accepted(local: TestClient, host: str) -> None:
+    assert local.get("/healthz", headers={"host": host}).status_code == 200
+
+
+def test_extra_host_names_are_configurable(chroma: Any, demo_encoder: Any, tmp_path: Path) -> None:
+    app = _app(chroma, demo_encoder, tmp_path, allowed_hosts=("photos.lan",))
+    with TestClient(app, base_url=BASE) as http_client:
+        assert http_client.get("/healthz", headers={"host": "photos.lan:8000"}).status_code == 200
+        _error(http_client.get("/healthz", headers={"host": "evil.example"}), 403, "forbidden")
+    anything = _app(chroma, demo_encoder, tmp_path, allowed_hosts=("*",))
+    with TestClient(anything, base_url=BASE) as http_client:
+        assert http_client.get("/healthz", headers={"host": "evil.example"}).status_code == 200
+
+
+def _upload() -> dict[str, Any]:
+    return {"files": [("files", ("x.png", png_bytes((10, 200, 10)), "image/png"))]}
+
+
+CROSS = [
+    {"origin": "http://evil.example"},
+    {"origin": "http://127.0.0.1:9999"},  # another port is another origin
+    {"origin": "https://127.0.0.1:8000"},
+    {"origin": "null"},
+    {"sec-fetch-site": "cross-site"},
+    {"origin": "http://evil.example", "sec-fetch-site": "same-origin"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS)
+def test_a_cross_origin_post_is_refused_before_it_does_anything(
+    local: TestClient, headers: dict[str, str]
+) -> None:
+    count = local.get("/healthz").json()["index_count"]
+    response = local.post("/v1/index", headers=headers, **_upload())
+    assert "cross-origin" in _error(response, 403, "forbidden")
+    assert local.get("/healthz").json()["index_count"] == count
+    response = local.post("/v1/search", json={"text": "x"}, headers=headers)
+    _error(response, 403, "forbidden")
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_same_origin_and_non_browser_posts_pass(local: TestClient) -> None:
+    for headers in (
+        {"origin": "http://127.0.0.1:8000"},
+        {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"},
+        {"origin": "http://localhost:8000", "host": "localhost:8000"},
+        {},  # curl, scripts: no Origin
+    ):
+        response = local.post("/v1/search", json={"text": "x", "k": 1}, headers=headers)
+        assert response.status_code == 200, (headers, response.text)
+    assert local.post("/v1/index", headers={"origin": BASE}, **_upload()).status_code == 200
+
+
+def test_a_configured_origin_may_post_and_alone_gets_cors_headers(
+    chroma: Any, demo_encoder: Any, tmp_path: Path
+) -> None:
+    app = _app(chroma, demo_encoder, tmp_path, allowed_origins=("https://App.Example.com/",))
+    with TestClient(app, base_url=BASE) as http_client:
+        good = {"origin": "https://app.example.com"}
+        response = http_client.post("/v1/search", json={"text": "x", "k": 1}, headers=good)
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+        preflight = http_client.options(
+            "/v1/search",
+            headers={
+                **good,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+        bad = {"origin": "https://evil.example"}
+        response = http_client.post("/v1/search", json={"text": "x"}, headers=bad)
+        _error(response, 403, "forbidden")
+        assert "access-control-allow-origin" not in response.headers
+        got = http_client.get("/healthz", headers=bad)
+        assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
+        preflight = http_client.options(
+            "/v1/search", headers={**bad, "access-control-request-method": "POST"}
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+
+
+# -- on a real socket: keep-alive after a 500, slow headers -------------------------------------
+
+
+class BrokenTextEncoder(FakeEncoder):
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if texts and texts[0] == "break":
+            raise RuntimeError("a bug in the text tower")
+        return super().embed_texts(texts)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_500_keeps_the_connection_alive(chroma: Any, tmp_path: Path) -> None:
+    app = _app(chroma, BrokenTextEncoder(), tmp_path)
+    with running_server(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            body, headers = b'{"texts": ["break"]}', {"content-type": "application/json"}
+            conn.request("POST", "/v1/embed/text", body, headers)
+            first = conn.getresponse()
+            assert first.status == 500 and b"internal_error" in first.read()
+            sock = conn.sock
+            assert sock is not None
+            conn.request("POST", "/v1/embed/text", b'{"texts": ["fine"]}', headers)
+            second = conn.getresponse()
+            assert second.status == 200, second.read()
+            second.read()
+            assert conn.sock is sock  # the same connection, not a new one
+        finally:
+            conn.close()
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes the socket (EOF) within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass  # an error response before the close is fine
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+def test_connections_slow_to_send_headers_are_closed(chroma: Any, tmp_path: Path) -> None:
+    app = _app(chroma, FakeEncoder(), tmp_path, header_timeout_s=1.0)
+    with running_server(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        partial = [b"", b"G", b"GET / HT", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"]
+        socks = []
+        for i in range(40):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(partial[i % len(partial)])
+            socks.append(sock)
+        started = time.monotonic()
+        try:
+            assert all(_closed_within(s, 4.0) for s in socks)
+            assert time.monotonic() - started < 4.0
+        finally:
+            for sock in socks:
+                sock.close()
+        # After a complete exchange, the next request's headers get the same deadline.
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            for _ in range(3):  # dripping bytes does not reset the deadline
+                time.sleep(0.3)
+                sock.sendall(b"s")
+            assert _closed_within(sock, 4.0)
+        # A prompt client is unaffected.
+        with socket.create_connection((host, int(port))) as sock:
+            time.sleep(0.5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")

@@ -231,11 +231,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from clip_multimodal.server.app import create_app
 
     app = create_app(settings)
-    import uvicorn
+    from clip_multimodal.server.serve import serve
 
     encoder = app.state.service.encoder
     print(f"serving {encoder.model_id} on http://{args.host}:{args.port}/ (API docs: /docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    serve(app, settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -257,6 +257,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         token=args.token or None,
         enable_index=args.enable_index,
         allowed_url_hosts=tuple(args.allow_url_host),
+        allowed_hosts=tuple(args.allow_host),
+        allowed_origins=tuple(args.allow_origin),
         max_image_bytes=image_bytes,
         # A base64 image is 4/3 of its bytes; leave room for a few per request.
         max_body_bytes=max(32 * MiB, 2 * image_bytes + MiB),
