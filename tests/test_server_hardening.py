@@ -398,3 +398,36 @@ def test_connections_slow_to_send_headers_are_closed(chroma: Any, tmp_path: Path
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             sock.settimeout(5)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+# -- work of a timed-out request stops ----------------------------------------------------------
+
+
+class SlowImageEncoder(FakeEncoder):
+    """Each image takes 0.1 s to decode, as a big one does; counts the decoded ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoded = 0
+
+    def try_embed_images(self, images: Sequence[Any]) -> Any:
+        for _ in images:
+            time.sleep(0.1)
+            self.decoded += 1
+        return super().try_embed_images(images)
+
+
+def test_a_timed_out_request_stops_decoding_and_frees_the_worker(
+    chroma: Any, tmp_path: Path
+) -> None:
+    encoder = SlowImageEncoder()
+    app = _app(chroma, encoder, tmp_path, request_timeout_s=0.5, max_items=64)
+    with TestClient(app) as http_client:
+        files = [("files", (f"{i}.png", png_bytes((i, 0, 0)), "image/png")) for i in range(40)]
+        response = http_client.post("/v1/embed/image", files=files)  # 4 s of decoding
+        _error(response, 504, "timeout")
+        started = time.perf_counter()
+        after = http_client.post("/v1/embed/text", json={"texts": ["next"]})
+        assert after.status_code == 200
+        assert time.perf_counter() - started < 1.5  # not the ~3.5 s the rest would take
+        assert encoder.decoded <= 16, encoder.decoded
