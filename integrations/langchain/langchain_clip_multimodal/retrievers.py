@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from clip_multimodal.access import AccessPolicy
-from clip_multimodal.images import is_image_reference, load_image
+from clip_multimodal.images import is_image_reference
 from clip_multimodal.index import ImageIndex, SearchHit
 from langchain_clip_multimodal._documents import record_document
 
@@ -111,18 +111,16 @@ class CLIPImageRetriever(BaseRetriever):
         k = self.k if k is None else k
         where = self.where if where is None else where
         threshold = self.score_threshold if score_threshold is None else score_threshold
-        image = self._query_image(query)
-        if image is None:
-            hits = self.index.search(query, k, _images_only(where), query_type="text")
-        else:
-            hits = self.index.search(image, k, _images_only(where), query_type="image")
+        query_type = self._query_type(query)
+        hits = self.index.search(query, k, _images_only(where), query_type=query_type)
         return [_document(h) for h in hits if threshold is None or h.score >= threshold]
 
-    def _query_image(self, query: str) -> Any:
-        """The query's image, where image queries are allowed and it names one; else None."""
+    def _query_type(self, query: str) -> Literal["text", "image"]:
+        """ "image" where image queries are allowed and the query names one it may read."""
         if self.image_access is None or not is_image_reference(query):
-            return None
-        return load_image(query, policy=self.image_access)  # AccessDeniedError outside it
+            return "text"
+        self.image_access.check(query)  # AccessDeniedError outside the policy
+        return "image"
 
 
 def _images_only(where: Mapping[str, Any] | None) -> dict[str, Any]:
