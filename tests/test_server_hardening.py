@@ -431,3 +431,16 @@ def test_a_timed_out_request_stops_decoding_and_frees_the_worker(
         assert after.status_code == 200
         assert time.perf_counter() - started < 1.5  # not the ~3.5 s the rest would take
         assert encoder.decoded <= 16, encoder.decoded
+
+
+def test_serve_takes_allowed_hosts_and_origins_from_the_command_line(tmp_path: Path) -> None:
+    from clip_multimodal.cli._commands import _settings
+    from clip_multimodal.cli._parser import build_parser
+
+    argv = ["serve", "--data-dir", str(tmp_path), "--allow-host", "photos.lan"]
+    argv += ["--allow-host", "nas.lan", "--allow-origin", "https://App.example.com/"]
+    settings = _settings(build_parser().parse_args(argv))
+    assert settings.allowed_hosts == ("photos.lan", "nas.lan")
+    assert settings.allowed_origins == ("https://app.example.com",)
+    plain = _settings(build_parser().parse_args(["serve", "--data-dir", str(tmp_path)]))
+    assert plain.allowed_hosts == () and plain.allowed_origins == ()
