@@ -127,13 +127,17 @@ def head_of_text(text: str, context_length: int) -> str:
 
 def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch.Tensor:
     """Tokenize, warning once per call when any text is longer than the context length."""
-    texts = [head_of_text(text, context_length) for text in texts]
-    tokens: torch.Tensor = tokenizer(texts)
+    heads = [head_of_text(text, context_length) for text in texts]
+    tokens: torch.Tensor = tokenizer(heads)
     full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
     encode = getattr(tokenizer, "encode", None)
     if encode is not None and full:
-        # SimpleTokenizer: +2 for the start and end tokens it adds.
-        full = [i for i in full if len(encode(texts[i])) + 2 > context_length]
+        # A cut text overflows for sure; others are counted (SimpleTokenizer adds 2 tokens).
+        full = [
+            i
+            for i in full
+            if len(heads[i]) < len(texts[i]) or len(encode(heads[i])) + 2 > context_length
+        ]
     if full:
         warnings.warn(
             f"{len(full)} text(s) longer than the model's context length ({context_length} "
