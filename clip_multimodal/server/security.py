@@ -117,8 +117,9 @@ class BodyLimitMiddleware:
 class TimeoutMiddleware:
     """Answers 504 when a /v1 request runs longer than `seconds`.
 
-    The client is answered at once; model work already running in a worker thread finishes in
-    the background (threads cannot be interrupted), so the encoder stays consistent.
+    The client is answered at once. The request's batcher work is abandoned: queued, it is
+    dropped; running, its remaining image slices are skipped (a running encoder call cannot be
+    interrupted, so the encoder stays consistent).
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
