@@ -108,12 +108,24 @@ def _labels(values: Sequence[str]) -> list[str]:
     return labels
 
 
+def _check_templates(templates: list[str]) -> None:
+    from clip_multimodal.errors import TemplateError
+    from clip_multimodal.text import fill_template
+
+    for template in templates:
+        try:
+            fill_template(template, "")
+        except TemplateError as exc:
+            raise UsageError(str(exc)) from exc
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     labels = _labels(args.labels)
     templates = args.templates
     for template in templates or ():
         if "{}" not in template:
             raise UsageError(f"template {template!r} has no {{}} where the label goes")
+    _check_templates(list(templates or ()))
     from clip_multimodal.errors import ImageLoadError
     from clip_multimodal.images import load_image
 
