@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -39,8 +39,9 @@ def _refuse(source: str, reason: str) -> AccessDeniedError:
 def parse_url(url: str) -> SplitResult:
     """Split an http(s) URL, refusing every form that parsers read differently.
 
-    Backslashes, user info (`user@host`), whitespace and control characters, a missing host
-    and a bad port are refused: each lets one parser see another host than the next.
+    Backslashes, user info (`user@host`), a percent-encoded host, whitespace and control
+    characters, a missing host and a bad port are refused: each lets one parser see another
+    host than the next.
 
     Raises:
         AccessDeniedError: the URL is not a plain http(s) URL.
@@ -56,6 +57,8 @@ def parse_url(url: str) -> SplitResult:
         raise _refuse(url, "unsupported scheme: only http(s) URLs can be fetched")
     if "@" in parts.netloc:
         raise _refuse(url, "URLs with user info (user@host) are refused")
+    if "%" in parts.netloc:  # urllib unquotes the host, urlsplit does not
+        raise _refuse(url, "a percent-encoded host is refused")
     if not parts.hostname:
         raise _refuse(url, "the URL names no host")
     if port == 0:
@@ -86,7 +89,7 @@ class AccessPolicy:
 
     roots: tuple[Path, ...] = ()
     url_hosts: tuple[str, ...] = ()
-    url_prefixes: tuple[str, ...] = field(default=())
+    url_prefixes: tuple[str, ...] = ()
 
     def __init__(
         self,

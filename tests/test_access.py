@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from clip_multimodal.access import AccessDeniedError, AccessPolicy, parse_url
@@ -41,6 +43,7 @@ AMBIGUOUS_URLS = [
     "http://[::1/x.png",
     "http://127.0.0.1:99999/x.png",
     "http://127.0.0.1:0/x.png",
+    "http://127.0.0.2%3a8799%40127.0.0.1/x.png",
     "http:///x.png",
     "file:///etc/passwd",
     "ftp://127.0.0.1/x.png",
@@ -54,7 +57,7 @@ def test_ambiguous_urls_are_refused_by_the_parser(url: str) -> None:
         parse_url(url)
 
 
-@pytest.mark.parametrize("url", AMBIGUOUS_URLS[:11])
+@pytest.mark.parametrize("url", AMBIGUOUS_URLS[:12])  # the http(s) ones
 def test_the_fetcher_refuses_them_without_a_policy_too(url: str) -> None:
     with pytest.raises(ImageLoadError):
         fetch_url(url, max_bytes=1000, timeout=1)
@@ -179,3 +182,26 @@ def test_an_oversized_url_body_is_too_large_once(image_host: str) -> None:
         fetch_url(f"{image_host}/big", max_bytes=4000, timeout=5)
     assert caught.value.reason.startswith("too large")
     assert str(caught.value).count("cannot load image") == 1
+
+
+# -- property: one reading of a URL ------------------------------------------------------------
+
+_URL_PARTS = st.sampled_from(
+    ["http://", "https://", "HTTP://", "ftp://", "", "//", "127.0.0.1", "127.0.0.2", "example.com",
+     ":8799", ":", "@", "\\", "/", "?", "#", "[", "]", "::1", "%40", "%5c", " ", "\t", "x", "."]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_URL_PARTS, max_size=10).map("".join))
+def test_an_accepted_url_has_one_host_for_every_parser(url: str) -> None:
+    """The allowlist's parser and the fetcher's (urllib.request) agree on what they accept."""
+    import urllib.request
+
+    try:
+        parts = parse_url(url)
+    except AccessDeniedError:
+        return  # refusing is always safe
+    request = urllib.request.Request(url)
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    assert host.strip("[]").lower() == parts.hostname
