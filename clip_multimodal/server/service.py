@@ -131,7 +131,7 @@ class Service:
                 raise ApiError(
                     422,
                     f"{field}[{i}] has {len(text)} characters; the limit is {limit} "
-                    "(the model reads only the first 77 tokens)",
+                    "(CLIP reads only its first 77 tokens)",
                 )
 
     def _check_count(self, n: int, what: str) -> None:
