@@ -13,6 +13,8 @@ from clip_multimodal._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AccessDeniedError": "clip_multimodal.access",
+    "AccessPolicy": "clip_multimodal.access",
     "CLIPEncoder": "clip_multimodal.encoder",
     "ImageIndex": "clip_multimodal.index",
     "SearchHit": "clip_multimodal.index",
@@ -41,6 +43,8 @@ _EXPORTS = {
 __all__ = [
     "DEMO_MODEL",
     "DEMO_MODEL_NAME",
+    "AccessDeniedError",
+    "AccessPolicy",
     "CLIPEmbeddingFunction",
     "CLIPEncoder",
     "CLIPMultimodalError",
@@ -66,6 +70,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from clip_multimodal.access import AccessDeniedError, AccessPolicy
     from clip_multimodal.chroma import CLIPEmbeddingFunction
     from clip_multimodal.encoder import CLIPEncoder
     from clip_multimodal.errors import (

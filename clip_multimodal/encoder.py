@@ -17,13 +17,12 @@ import torch.nn.functional as F
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
 from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
-from clip_multimodal.text import TextTower, tokenize
+from clip_multimodal.text import Template, TextTower, fill_template, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput
 
 __all__ = ["CLIPEncoder", "Precision"]
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-Template = str | Callable[[str], str]
 
 
 def pick_device(device: str | torch.device) -> torch.device:
@@ -270,7 +269,7 @@ class CLIPEncoder:
         if not labels:
             raise ValueError("classify needs at least one label")
         templates = list(templates) if templates else list(_default_templates())
-        prompts = [_fill(t, label) for label in labels for t in templates]
+        prompts = [fill_template(t, label) for label in labels for t in templates]
         per_prompt = self.embed_texts(prompts).reshape(len(labels), len(templates), -1)
         mean: np.ndarray = per_prompt.mean(axis=1)
         mean /= np.linalg.norm(mean, axis=1, keepdims=True)
@@ -347,7 +346,3 @@ def _default_templates() -> Sequence[Callable[[str], str]]:
 
     templates: Sequence[Callable[[str], str]] = OPENAI_IMAGENET_TEMPLATES
     return templates
-
-
-def _fill(template: Template, label: str) -> str:
-    return template(label) if callable(template) else template.format(label)

@@ -14,6 +14,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotAvailableError",
     "ReadOnlyIndexError",
+    "TemplateError",
 ]
 
 
@@ -67,6 +68,10 @@ class InvalidCollectionNameError(CLIPMultimodalError, ValueError):
 
 class ReadOnlyIndexError(CLIPMultimodalError):
     """A write (add, index_folder, delete) was asked of an index opened read-only."""
+
+
+class TemplateError(CLIPMultimodalError, ValueError):
+    """A prompt template is not a text with exactly one `{}` where the label goes."""
 
 
 class MissingDependencyError(CLIPMultimodalError, ImportError):

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clip_multimodal._pixels import ROTATED_ORIENTATIONS, decode_cost, orientation, to_rgb
+from clip_multimodal.access import AccessPolicy, parse_url
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.types import ImageInput
 
@@ -410,28 +411,32 @@ def read_encoded(
 # --- fetching URLs ----------------------------------------------------------------------
 
 
-def _host_allowed(url: str, allowed_hosts: Collection[str] | None) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return allowed_hosts is None or host in {h.lower() for h in allowed_hosts}
+def _check_url(url: str, policy: AccessPolicy | None) -> None:
+    """Refuse ambiguous URLs always, and URLs the policy does not allow (AccessDeniedError)."""
+    if policy is None:
+        parse_url(url)
+    else:
+        policy.check_url(url)
 
 
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
     """Follows redirects only to http(s) URLs on allowed hosts (the stdlib also allows ftp)."""
 
-    def __init__(self, allowed_hosts: Collection[str] | None) -> None:
-        self.allowed_hosts = allowed_hosts
+    def __init__(self, policy: AccessPolicy | None) -> None:
+        self.policy = policy
 
     def redirect_request(
         self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
     ) -> Any:
-        if urlsplit(newurl).scheme.lower() not in ("http", "https") or not _host_allowed(
-            newurl, self.allowed_hosts
-        ):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl} refused", headers, fp)
+        try:
+            _check_url(newurl, self.policy)
+        except ImageLoadError as exc:
+            reason = f"redirect to {newurl} refused: {exc.reason}"
+            raise urllib.error.HTTPError(newurl, code, reason, headers, fp) from exc
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener(allowed_hosts: Collection[str] | None) -> urllib.request.OpenerDirector:
+def _opener(policy: AccessPolicy | None) -> urllib.request.OpenerDirector:
     # Built by hand so that no file:, ftp: or data: handler is ever installed.
     opener = urllib.request.OpenerDirector()
     for handler in (
@@ -439,7 +444,7 @@ def _opener(allowed_hosts: Collection[str] | None) -> urllib.request.OpenerDirec
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),
         urllib.request.HTTPDefaultErrorHandler(),
-        _SafeRedirects(allowed_hosts),
+        _SafeRedirects(policy),
         urllib.request.HTTPErrorProcessor(),
     ):
         opener.add_handler(handler)
@@ -489,22 +494,18 @@ def fetch_url(
     Raises:
         ImageLoadError: on any failure, naming the URL and the reason.
     """
+    policy = None if allowed_hosts is None else AccessPolicy(url_hosts=allowed_hosts)
+    _check_url(url, policy)  # first: a malformed URL is refused before anything parses it
     desc = describe_source(url)
-    try:
-        scheme, _ = urlsplit(url).scheme, urlsplit(url).port  # a malformed host fails here
-    except ValueError as exc:
-        raise ImageLoadError(desc, f"malformed URL ({exc})") from exc
-    if scheme.lower() not in ("http", "https"):
-        raise ImageLoadError(desc, "unsupported scheme; only http(s) URLs are fetched")
-    if not _host_allowed(url, allowed_hosts):
-        raise ImageLoadError(desc, f"host not in allowed_hosts {sorted(allowed_hosts or ())}")
     request = urllib.request.Request(
         url, headers={"Accept": "image/*", "User-Agent": "clip-multimodal"}
     )
     try:
-        with _opener(allowed_hosts).open(request, timeout=timeout) as resp:
+        with _opener(policy).open(request, timeout=timeout) as resp:
             _check_response(resp, desc, max_bytes)
             return _read_capped(resp, desc, max_bytes, timeout)
+    except ImageLoadError:
+        raise  # our own reason (too large, not an image), not wrapped a second time
     except urllib.error.HTTPError as exc:
         exc.close()
         raise ImageLoadError(desc, f"HTTP {exc.code}: {exc.reason}") from exc
@@ -736,8 +737,11 @@ def load_image_with_info(
     timeout: float = 10.0,
     draft: tuple[int, int] | None = None,
     max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
+    policy: AccessPolicy | None = None,
 ) -> tuple[Image.Image, ImageInfo]:
     """Like `load_image`, and also return the source's `ImageInfo` (hash, format, size)."""
+    if policy is not None:
+        policy.check(source)
     desc = describe_source(source)
     if isinstance(source, (Image.Image, np.ndarray)):
         rgb = _from_pixels(source, desc)
@@ -765,6 +769,7 @@ def load_image(
     timeout: float = 10.0,
     draft: tuple[int, int] | None = None,
     max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
+    policy: AccessPolicy | None = None,
 ) -> Image.Image:
     """Load any image input as a fully decoded RGB PIL image.
 
@@ -779,6 +784,8 @@ def load_image(
         max_decode_bytes: refuse, from the header, images whose decoding would need more
             memory than this (see `decode_cost`); None: no budget. A small file can decode
             to gigabytes (a 3 KB WebP to 9400x9400 pixels).
+        policy: where paths and URLs may reach (`AccessPolicy`); None: anywhere. Give one
+            when the source comes from someone else (a request, an agent's tool call).
 
     Returns:
         An RGB image with EXIF orientation applied, transparency composited on white and,
@@ -787,6 +794,8 @@ def load_image(
     Raises:
         ImageLoadError: naming the source and the reason.
     """
+    if policy is not None:
+        policy.check(source)
     desc = describe_source(source)
     if isinstance(source, (Image.Image, np.ndarray)):
         return _from_pixels(source, desc)

@@ -9,14 +9,32 @@ towers (bidirectional, last-token pooling) and Hugging Face towers keep their fu
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TextTower", "tokenize", "trimmed_length"]
+__all__ = [
+    "MAX_TOKEN_CHARS",
+    "Template",
+    "TextTower",
+    "fill_template",
+    "head_of_text",
+    "tokenize",
+    "trimmed_length",
+]
+
+#: A prompt template: a str with one `{}` where the label goes, or a function of the label.
+Template = str | Callable[[str], str]
+
+#: Characters one token can cover, with room to spare: CLIP's longest BPE token is 32
+#: characters, plus the space before the next word (tests check the vocabulary against it).
+MAX_TOKEN_CHARS = 48
+
+_WHITESPACE = re.compile(r"\s+")
 
 
 class TextTower:
@@ -89,14 +107,37 @@ def _encode_trimmed(
     return out
 
 
+def head_of_text(text: str, context_length: int) -> str:
+    """The part of `text` a tokenizer can reach within `context_length` tokens, with margin.
+
+    Tokenizing cost grows with the whole text while the model reads only its first tokens, so
+    a long text is cut first. Whitespace runs are collapsed before the cut, as CLIP's own
+    cleaner does, so padding cannot push words out; a text short enough is left as it is.
+    """
+    limit = context_length * MAX_TOKEN_CHARS
+    if len(text) <= limit:
+        return text
+    span = 2 * limit
+    while True:  # collapse only a prefix; widen it while whitespace runs eat it up
+        head = _WHITESPACE.sub(" ", text[:span])
+        if len(head) > limit or span >= len(text):
+            return head[:limit]
+        span *= 4
+
+
 def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch.Tensor:
     """Tokenize, warning once per call when any text is longer than the context length."""
-    tokens: torch.Tensor = tokenizer(list(texts))
+    heads = [head_of_text(text, context_length) for text in texts]
+    tokens: torch.Tensor = tokenizer(heads)
     full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
     encode = getattr(tokenizer, "encode", None)
     if encode is not None and full:
-        # SimpleTokenizer: +2 for the start and end tokens it adds.
-        full = [i for i in full if len(encode(texts[i])) + 2 > context_length]
+        # A cut text overflows for sure; others are counted (SimpleTokenizer adds 2 tokens).
+        full = [
+            i
+            for i in full
+            if len(heads[i]) < len(texts[i]) or len(encode(heads[i])) + 2 > context_length
+        ]
     if full:
         warnings.warn(
             f"{len(full)} text(s) longer than the model's context length ({context_length} "
@@ -105,3 +146,22 @@ def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch
             stacklevel=3,
         )
     return tokens
+
+
+def fill_template(template: Template, label: str) -> str:
+    """A prompt: the label in place of the template's one `{}` (never `str.format`).
+
+    Raises:
+        TemplateError: a str template without exactly one `{}`, or with any other brace.
+    """
+    if callable(template):
+        return template(label)
+    head, sep, tail = template.partition("{}")
+    if not sep or any(brace in head + tail for brace in "{}"):
+        from clip_multimodal.errors import TemplateError
+
+        raise TemplateError(
+            f"template {template[:80]!r} must contain exactly one {{}} where the label goes "
+            "and no other braces, e.g. 'a photo of a {}.'"
+        )
+    return head + label + tail

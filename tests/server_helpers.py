@@ -21,11 +21,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port; yield its base URL."""
+    """Serve `app` as `clip-multimodal serve` does, on a free loopback port; yield its URL."""
     import uvicorn
 
+    from clip_multimodal.server.serve import uvicorn_config
+
     port = free_port()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")
+    settings = app.state.service.settings
+    config = uvicorn_config(app, settings, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -233,3 +233,47 @@ def test_a_lone_request_on_an_idle_batcher_does_not_wait_for_the_window() -> Non
             start = time.perf_counter()
             batcher.submit_texts(["alone"]).result(5)
             assert time.perf_counter() - start < 1.0  # far under the 2 s window
+
+
+class SlowImageEncoder(FakeEncoder):
+    """Decoding each image takes 0.1 s, as a big one does; records how many were decoded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoded = 0
+
+    def try_embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
+        for _ in images:
+            time.sleep(0.1)
+            self.decoded += 1
+        return super().try_embed_images(images)
+
+
+async def test_a_request_that_gives_up_stops_its_decoding() -> None:
+    encoder = SlowImageEncoder()
+    images = [_png((i, 0, 0)) for i in range(40)]  # 4 s of decoding
+    with MicroBatcher(encoder, max_batch=64, max_wait_s=0.0, image_slice=4) as batcher:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(batcher.embed_images(images), 0.5)
+        started = time.perf_counter()
+        vectors = await batcher.embed_texts(["the next request"])
+        waited = time.perf_counter() - started
+    assert vectors.shape == (1, encoder.dim)
+    assert waited < 0.8, f"the next request waited {waited:.1f}s"
+    assert encoder.decoded <= 12, encoder.decoded  # the slice running at the deadline, at most
+
+
+async def test_a_request_that_gives_up_leaves_its_batch_neighbours_whole() -> None:
+    encoder = SlowImageEncoder()
+    with MicroBatcher(encoder, max_batch=64, max_wait_s=0.05, image_slice=2) as batcher:
+        gives_up = asyncio.create_task(batcher.embed_images([_png((9, 9, 9))] * 10))
+        waits = asyncio.create_task(
+            batcher.embed_images([_png((200, 0, 0)), b"bad", _png((0, 0, 200))])
+        )
+        await asyncio.sleep(0.15)
+        gives_up.cancel()
+        result = await waits
+    assert result.indices == [0, 2] and list(result.errors) == [1]
+    reference = FakeEncoder().embed_images([_png((200, 0, 0)), _png((0, 0, 200))])
+    np.testing.assert_allclose(result.vectors, reference, rtol=1e-6)
+    assert encoder.decoded < 13

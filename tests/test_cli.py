@@ -232,6 +232,7 @@ def test_usage_errors_exit_2_with_one_clear_line(
         ("search", "x", "-k", "0"): "-k must be at least 1",
         ("search", "x", "--model", "ViT-B-32"): "--pretrained",
         ("classify", "a.png", "--labels", "cat,dog", "--template", "no slot"): "has no {}",
+        ("classify", "a.png", "--labels", "cat,dog", "--template", "{}{:>9999}"): "exactly one {}",
         ("index", str(tmp_path / "missing")): "is not a folder",
         ("serve", "--host", "0.0.0.0"): "refusing to bind 0.0.0.0 without a token",
     }

@@ -131,6 +131,7 @@ print(json.dumps({{"codes": codes, "help": out.getvalue(), "err": err.getvalue()
         (["--lock-image-unlocked-groups", "1"], "add --lock-image"),
         (["--zeroshot-classes", "a,b"], "give --val-label-key"),
         (["--zeroshot-template", "a photo", "--val-data", "v.csv"], "has no {} for the class"),
+        (["--zeroshot-template", "{} {x}", "--val-data", "v.csv"], "exactly one {}"),
         (["--report-to", "wandb"], "only tensorboard"),
         (["--batch-size", "1"], "at least 2"),
         (["--csv-separator", "::"], "one character"),

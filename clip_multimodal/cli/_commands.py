@@ -175,12 +175,24 @@ def _labels(values: Sequence[str]) -> list[str]:
     return labels
 
 
+def _check_templates(templates: list[str]) -> None:
+    from clip_multimodal.errors import TemplateError
+    from clip_multimodal.text import fill_template
+
+    for template in templates:
+        try:
+            fill_template(template, "")
+        except TemplateError as exc:
+            raise UsageError(str(exc)) from exc
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     labels = _labels(args.labels)
     templates = args.templates
     for template in templates or ():
         if "{}" not in template:
             raise UsageError(f"template {template!r} has no {{}} where the label goes")
+    _check_templates(list(templates or ()))
     from clip_multimodal.errors import ImageLoadError
     from clip_multimodal.images import load_image
 
@@ -318,11 +330,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from clip_multimodal.server.app import create_app
 
     app = create_app(settings)
-    import uvicorn
+    from clip_multimodal.server.serve import serve
 
     encoder = app.state.service.encoder
     print(f"serving {encoder.model_id} on http://{args.host}:{args.port}/ (API docs: /docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    serve(app, settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -347,6 +359,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         token=args.token or None,
         enable_index=args.enable_index,
         allowed_url_hosts=tuple(args.allow_url_host),
+        allowed_hosts=tuple(args.allow_host),
+        allowed_origins=tuple(args.allow_origin),
         max_image_bytes=image_bytes,
         max_decode_bytes=decode_bytes,
         # A base64 image is 4/3 of its bytes; leave room for a few per request.

@@ -152,6 +152,22 @@ def _serve(p: argparse.ArgumentParser) -> None:
         metavar="HOST",
         help="let requests name image URLs on HOST (repeatable); URL fetching is off otherwise",
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept requests for Host NAME besides localhost and the bound address "
+        "(repeatable; '*' for any, e.g. behind a proxy)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from ORIGIN (https://app.example.com) call the API, with CORS "
+        "(repeatable); other sites get 403",
+    )
     p.add_argument("--max-image-mb", type=float, default=10.0, help="cap on one image")
     p.add_argument(
         "--max-decode-mb",

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 import clip_multimodal
 from clip_multimodal.server.errors import install_error_handlers
@@ -18,6 +20,9 @@ from clip_multimodal.server.security import (
     AuthMiddleware,
     BodyLimitMiddleware,
     HeadersMiddleware,
+    HostMiddleware,
+    KeepAliveMiddleware,
+    OriginMiddleware,
     TimeoutMiddleware,
 )
 from clip_multimodal.server.service import Service
@@ -51,6 +56,14 @@ def _load_encoder(settings: ServerSettings) -> Encoder:
     )
 
 
+class _App(FastAPI):
+    """FastAPI with the keep-alive guard outside Starlette's error middleware (which re-raises
+    every 500 it answers)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return KeepAliveMiddleware(super().build_middleware_stack())
+
+
 def create_app(
     settings: ServerSettings | None = None,
     *,
@@ -66,7 +79,8 @@ def create_app(
         client: a Chroma client to use instead of the one `settings` describe.
 
     Returns:
-        The ASGI app; run it with `uvicorn.run(app, host=..., port=...)`.
+        The ASGI app; run it with `clip_multimodal.server.serve.serve(app, settings, host=...,
+        port=...)` (uvicorn with a header deadline), or any ASGI server.
 
     Example:
         >>> app = create_app(ServerSettings(collection="photos", token="s3cret"))
@@ -79,7 +93,7 @@ def create_app(
         yield
         service.close()
 
-    app = FastAPI(
+    app = _App(
         title="clip-multimodal",
         version=clip_multimodal.__version__,
         description="Embed, rank, classify and search images with CLIP, over a Chroma index.",
@@ -89,10 +103,20 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     _add_page(app)
-    # The last added runs first: headers, then the token, then the body cap, then the clock.
+    # The last added runs first: headers, Host, Origin, CORS, the token, the body cap, the clock.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, token=settings.token)
+    if settings.allowed_origins:  # CORS headers go to these origins only
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(OriginMiddleware, allowed_origins=settings.allowed_origins)
+    app.add_middleware(HostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(HeadersMiddleware)
     return app
 

@@ -9,11 +9,17 @@ its own future. One thread owns the encoder, so requests never fight over it, an
 Requests that arrive during a forward pass wait for it anyway, so they batch for free. The
 short wait window is added only under load (the last batch had company): a lone client then
 pays no extra latency, and a busy server still gathers the stragglers.
+
+A request whose await is cancelled (its deadline passed) is abandoned: queued, it is dropped;
+running, its images stop being decoded. Images go to the encoder in slices of `image_slice`
+(about one item per decode thread), and each slice leaves out the abandoned requests' items,
+so a request with ten huge images cannot hold the worker long after its 504.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 import time
@@ -40,6 +46,7 @@ class _Job:
     kind: Kind
     items: list[Any]
     future: Future[Any] = field(default_factory=Future)
+    abandoned: bool = False  # set from the event loop when the request gave up waiting
 
 
 _STOP = object()
@@ -54,13 +61,22 @@ class MicroBatcher:
             `max_batch=1` gives one request per forward pass, the baseline batching beats.
         max_wait_s: how long the first job of a batch waits for company, when the previous
             batch merged several requests (an idle server answers a lone request at once).
+        image_slice: most images per encoder call; between slices, abandoned requests'
+            images are dropped (default: `min(max_batch, 8)`).
 
     Example:
         >>> batcher = MicroBatcher(encoder, max_batch=32, max_wait_s=0.005)
         >>> vectors = await batcher.embed_texts(["a red circle"])
     """
 
-    def __init__(self, encoder: Encoder, *, max_batch: int = 32, max_wait_s: float = 0.005) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        max_batch: int = 32,
+        max_wait_s: float = 0.005,
+        image_slice: int | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_wait_s < 0:
@@ -68,6 +84,7 @@ class MicroBatcher:
         self.encoder = encoder
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.image_slice = max(1, image_slice or min(max_batch, 8))
         self._queue: queue.Queue[Any] = queue.Queue()
         self._held: _Job | None = None  # a job that did not fit the last batch
         self._under_load = False  # the last batch merged several requests
@@ -80,28 +97,38 @@ class MicroBatcher:
 
     def submit_texts(self, texts: Sequence[str]) -> Future[np.ndarray]:
         """Queue texts; the future gives their embeddings, shape (len(texts), dim)."""
-        return self._submit("texts", list(texts))
+        return self._submit("texts", list(texts)).future
 
     def submit_images(self, images: Sequence[ImageInput]) -> Future[ImageEmbeddings]:
         """Queue images; the future gives an ImageEmbeddings whose indices and errors refer
         to positions in `images` (one bad image fails only itself)."""
-        return self._submit("images", list(images))
+        return self._submit("images", list(images)).future
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Awaitable `submit_texts`; cancelling the await drops the job if not yet started."""
-        return await asyncio.wrap_future(self.submit_texts(texts))
+        result: np.ndarray = await self._wait(self._submit("texts", list(texts)))
+        return result
 
     async def embed_images(self, images: Sequence[ImageInput]) -> ImageEmbeddings:
-        """Awaitable `submit_images`."""
-        return await asyncio.wrap_future(self.submit_images(images))
+        """Awaitable `submit_images`; cancelling the await stops decoding the rest."""
+        result: ImageEmbeddings = await self._wait(self._submit("images", list(images)))
+        return result
 
-    def _submit(self, kind: Kind, items: list[Any]) -> Future[Any]:
+    @staticmethod
+    async def _wait(job: _Job) -> Any:
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.abandoned = True  # running: the worker drops what is left of it
+            raise
+
+    def _submit(self, kind: Kind, items: list[Any]) -> _Job:
         job = _Job(kind, items)
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the batcher is closed; create a new one")
             self._queue.put(job)
-        return job.future
+        return job
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Finish the queued jobs, then stop the worker thread."""
@@ -166,9 +193,8 @@ class MicroBatcher:
                 self._run_jobs(kind, jobs)
 
     def _run_jobs(self, kind: Kind, jobs: list[_Job]) -> None:
-        items = [item for job in jobs for item in job.items]
         try:
-            result = self._call(kind, items)
+            results = self._texts(jobs) if kind == "texts" else self._images(jobs)
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
@@ -177,26 +203,46 @@ class MicroBatcher:
             for job in jobs:
                 self._run_jobs(kind, [job])
             return
-        start = 0
-        for job in jobs:
-            stop = start + len(job.items)
-            job.future.set_result(_slice(result, start, stop))
-            start = stop
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
 
-    def _call(self, kind: Kind, items: list[Any]) -> np.ndarray | ImageEmbeddings:
-        if kind == "texts":
-            return self.encoder.embed_texts(items)
-        return self.encoder.try_embed_images(items)
+    def _texts(self, jobs: list[_Job]) -> list[np.ndarray]:
+        vectors = self.encoder.embed_texts([item for job in jobs for item in job.items])
+        bounds = np.cumsum([0] + [len(job.items) for job in jobs])
+        return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def _images(self, jobs: list[_Job]) -> list[ImageEmbeddings]:
+        """Each job's ImageEmbeddings, from encoder calls of `image_slice` items at most."""
+        parts = [_Parts() for _ in jobs]
+        where = [(j, i) for j, job in enumerate(jobs) for i in range(len(job.items))]
+        for start in range(0, len(where), self.image_slice):
+            chunk = where[start : start + self.image_slice]
+            live = [(j, i) for j, i in chunk if not jobs[j].abandoned]
+            if not live:
+                continue
+            result = self.encoder.try_embed_images([jobs[j].items[i] for j, i in live])
+            for row, position in enumerate(result.indices):
+                j, i = live[position]
+                parts[j].add(i, result.vectors[row])
+            for position, error in result.errors.items():
+                j, i = live[position]
+                parts[j].errors[i] = error
+        return [part.result(self.encoder.dim) for part in parts]
 
 
-def _slice(result: np.ndarray | ImageEmbeddings, start: int, stop: int) -> Any:
-    """One request's part of a shared result, with positions relative to that request."""
-    if isinstance(result, np.ndarray):
-        return result[start:stop]
-    rows = [j for j, i in enumerate(result.indices) if start <= i < stop]
-    vectors = result.vectors[rows] if rows else np.zeros((0, result.vectors.shape[1]), np.float32)
-    return ImageEmbeddings(
-        vectors,
-        [result.indices[j] - start for j in rows],
-        {i - start: e for i, e in result.errors.items() if start <= i < stop},
-    )
+@dataclass
+class _Parts:
+    """One request's share of several encoder calls, in its own positions."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    errors: dict[int, Any] = field(default_factory=dict)
+
+    def add(self, index: int, vector: np.ndarray) -> None:
+        self.rows.append(vector)
+        self.indices.append(index)
+
+    def result(self, dim: int) -> ImageEmbeddings:
+        if not self.rows:
+            return ImageEmbeddings(np.zeros((0, dim), np.float32), [], self.errors)
+        return ImageEmbeddings(np.stack(self.rows).astype(np.float32), self.indices, self.errors)

@@ -170,7 +170,7 @@ async def search(request: Request) -> s.SearchResponse:
     if m.text is not None:
         if not m.text.strip():
             raise ApiError(400, "the text query is empty")
-        vector, query_type = (await service.embed_texts([m.text]))[0], "text"
+        vector, query_type = (await service.embed_texts([m.text], "text"))[0], "text"
     else:
         vector, query_type = await service.embed_image(await _one_image(request, body)), "image"
     hits = await service.search(vector, m.k, m.where)

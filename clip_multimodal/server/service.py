@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clip_multimodal.errors import ImageLoadError, IndexUnavailableError
+from clip_multimodal.errors import ImageLoadError, IndexUnavailableError, TemplateError
 from clip_multimodal.server.batcher import MicroBatcher
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.settings import ServerSettings
+from clip_multimodal.text import Template, fill_template
 from clip_multimodal.types import ImageEmbeddings
 
 if TYPE_CHECKING:
@@ -106,8 +107,9 @@ class Service:
 
     # -- embedding ------------------------------------------------------------------------
 
-    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        self._check_count(len(texts), "texts")
+    async def embed_texts(self, texts: Sequence[str], field: str = "texts") -> np.ndarray:
+        self._check_count(len(texts), field)
+        self._check_lengths(texts, field)
         return await self.batcher.embed_texts(texts)
 
     async def embed_images(self, images: Sequence[bytes]) -> ImageEmbeddings:
@@ -120,6 +122,17 @@ class Service:
         if result.errors:
             raise result.errors[0]
         return np.asarray(result.vectors[0])
+
+    def _check_lengths(self, texts: Sequence[str], field: str) -> None:
+        # CLIP reads 77 tokens; a longer field is a mistake, refused before any work.
+        limit = self.settings.max_text_chars
+        for i, text in enumerate(texts):
+            if len(text) > limit:
+                raise ApiError(
+                    422,
+                    f"{field}[{i}] has {len(text)} characters; the limit is {limit} "
+                    "(CLIP reads only its first 77 tokens)",
+                )
 
     def _check_count(self, n: int, what: str) -> None:
         if n > self.settings.max_items:
@@ -151,7 +164,7 @@ class Service:
     async def rank(self, image: bytes, candidates: Sequence[str]) -> list[tuple[str, float, float]]:
         """(text, cosine, probability) per candidate, best first."""
         image_vec, text_vecs = await asyncio.gather(
-            self.embed_image(image), self.embed_texts(candidates)
+            self.embed_image(image), self.embed_texts(candidates, "candidates")
         )
         scores = text_vecs @ image_vec
         probs = _softmax(scores * self.logit_scale)
@@ -178,8 +191,10 @@ class Service:
             self._classes.move_to_end(key)
             return self._classes[key]
         self._check_count(len(labels), "labels")
+        self._check_lengths(labels, "labels")
+        self._check_lengths(templates or (), "templates")
         fills = _templates(templates)
-        prompts = [fill(label) for label in labels for fill in fills]
+        prompts = [fill_template(fill, label) for label in labels for fill in fills]
         vectors = await self.batcher.embed_texts(prompts)  # internal: not a user's item count
         mean = vectors.reshape(len(labels), len(fills), -1).mean(axis=1)
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
@@ -241,14 +256,16 @@ class Service:
         return report
 
 
-def _templates(templates: Sequence[str] | None) -> list[Any]:
+def _templates(templates: Sequence[str] | None) -> list[Template]:
     if templates:
         if len(templates) > _MAX_TEMPLATES:
             raise ApiError(400, f"{len(templates)} templates; the limit is {_MAX_TEMPLATES}")
-        bad = [t for t in templates if "{}" not in t]
-        if bad:
-            raise ApiError(400, f"template {bad[0]!r} has no {{}} where the label goes")
-        return [t.format for t in templates]
+        for template in templates:  # each checked once here, before any work
+            try:
+                fill_template(template, "")
+            except TemplateError as exc:
+                raise ApiError(422, str(exc)) from exc
+        return list(templates)
     from open_clip import OPENAI_IMAGENET_TEMPLATES
 
     return list(OPENAI_IMAGENET_TEMPLATES)

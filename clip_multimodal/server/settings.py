@@ -28,16 +28,24 @@ class ServerSettings:
         token: when set, every /v1 request needs `Authorization: Bearer <token>`.
         enable_index: allow POST /v1/index (uploads are written under `data_dir/uploads`).
         allowed_url_hosts: host names images may be fetched from; empty: URL fetching is off.
+        allowed_hosts: Host header names accepted besides localhost, loopback addresses and
+            the address a connection arrives at (`*`: any, e.g. behind a checking proxy).
+        allowed_origins: web origins (`https://app.example.com`) whose pages may call the
+            API across sites; they alone get CORS headers. Empty: same-origin only.
         max_image_bytes: the cap on one uploaded, base64 or fetched image.
         max_decode_bytes: the decode budget: an image whose decoding would need more memory
             (estimated from its header) is refused with 413 before it is decoded.
         max_body_bytes: the cap on a whole request body.
         max_items: the most texts or images in one request.
+        max_text_chars: the longest text field (a text, label, candidate or template); the
+            model reads only 77 tokens, and the library cuts longer texts anyway.
         max_k: the most hits one search may ask for.
         request_timeout_s: a request still running after this gets 504.
         url_timeout_s: the time allowed to fetch one URL.
         max_batch: the most items in one shared forward pass (1: no batching).
         batch_wait_ms: how long the first request of a batch waits for others.
+        header_timeout_s: a connection that has not sent a request's headers this long after
+            it opened (or after its last response) is closed.
     """
 
     model: str | None = None
@@ -50,15 +58,19 @@ class ServerSettings:
     token: str | None = None
     enable_index: bool = False
     allowed_url_hosts: tuple[str, ...] = field(default=())
+    allowed_hosts: tuple[str, ...] = field(default=())
+    allowed_origins: tuple[str, ...] = field(default=())
     max_image_bytes: int = 10 * MiB
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
     max_body_bytes: int = 32 * MiB
     max_items: int = 256
+    max_text_chars: int = 10_000
     max_k: int = 100
     request_timeout_s: float = 30.0
     url_timeout_s: float = 10.0
     max_batch: int = 32
     batch_wait_ms: float = 5.0
+    header_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,17 +78,21 @@ class ServerSettings:
             "max_decode_bytes",
             "max_body_bytes",
             "max_items",
+            "max_text_chars",
             "max_k",
             "max_batch",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.request_timeout_s <= 0 or self.url_timeout_s <= 0:
+        if self.request_timeout_s <= 0 or self.url_timeout_s <= 0 or self.header_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         hosts = tuple(h.strip().lower() for h in self.allowed_url_hosts if h.strip())
         object.__setattr__(self, "allowed_url_hosts", hosts)
+        # Browsers send an origin as scheme://host[:port], lower case, without a slash.
+        origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
+        object.__setattr__(self, "allowed_origins", origins)
 
     def resolved_data_dir(self) -> Path:
         """`data_dir`, or the default data dir."""

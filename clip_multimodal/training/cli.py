@@ -254,6 +254,10 @@ def _check_flags(args: argparse.Namespace) -> None:
     for template in args.zeroshot_template:
         if "{}" not in template:
             raise UsageError(f"--zeroshot-template {template!r} has no {{}} for the class name")
+        if not _is_template(template):
+            raise UsageError(
+                f"--zeroshot-template {template!r} needs exactly one {{}} and no other braces"
+            )
     if args.report_to not in ("", "none", "tensorboard"):
         raise UsageError(f"--report-to {args.report_to!r}: only tensorboard is supported")
     if args.batch_size < 2:
@@ -419,3 +423,14 @@ if __name__ == "__main__":
     from clip_multimodal.cli import main as cli_main
 
     raise SystemExit(cli_main(["train", *sys.argv[1:]]))
+
+
+def _is_template(template: str) -> bool:
+    from clip_multimodal.errors import TemplateError
+    from clip_multimodal.text import fill_template
+
+    try:
+        fill_template(template, "")
+    except TemplateError:
+        return False
+    return True

@@ -29,6 +29,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from llama_index_clip_contracts import MultiModalRetrieverContract
 
 from clip_multimodal import ImageIndex
+from clip_multimodal.access import AccessDeniedError, AccessPolicy
 from clip_multimodal.datasets import digit_query
 from clip_multimodal.errors import IncompatibleIndexError
 from clip_multimodal.testing import FakeEncoder
@@ -130,8 +131,9 @@ class _Queries:
 
 class TestOverImageIndex(_Queries, MultiModalRetrieverContract):
     @pytest.fixture
-    def retriever(self, our_index: ImageIndex) -> CLIPImageRetriever:
-        return CLIPImageRetriever(our_index, image_similarity_top_k=K)
+    def retriever(self, our_index: ImageIndex, demo_images_dir: Path) -> CLIPImageRetriever:
+        access = AccessPolicy(roots=[demo_images_dir])
+        return CLIPImageRetriever(our_index, image_similarity_top_k=K, image_access=access)
 
     @pytest.fixture
     def filtered(self, our_index: ImageIndex) -> tuple[CLIPImageRetriever, Any]:
@@ -142,9 +144,14 @@ class TestOverImageIndex(_Queries, MultiModalRetrieverContract):
 
 class TestOverNativeCollection(_Queries, MultiModalRetrieverContract):
     @pytest.fixture
-    def retriever(self, native_collection: Any, demo_encoder: Any) -> CLIPImageRetriever:
+    def retriever(
+        self, native_collection: Any, demo_encoder: Any, demo_images_dir: Path
+    ) -> CLIPImageRetriever:
         return CLIPImageRetriever.from_collection(
-            native_collection, demo_encoder, image_similarity_top_k=K
+            native_collection,
+            demo_encoder,
+            image_similarity_top_k=K,
+            image_access=AccessPolicy(roots=[demo_images_dir]),
         )
 
     @pytest.fixture
@@ -157,9 +164,14 @@ class TestOverNativeCollection(_Queries, MultiModalRetrieverContract):
 
 class TestOverChromaVectorStore(_Queries, MultiModalRetrieverContract):
     @pytest.fixture
-    def retriever(self, vs_collection: Any, demo_encoder: Any) -> CLIPImageRetriever:
+    def retriever(
+        self, vs_collection: Any, demo_encoder: Any, demo_images_dir: Path
+    ) -> CLIPImageRetriever:
         embed = CLIPMultiModalEmbedding(encoder=demo_encoder)
-        return CLIPImageRetriever.from_collection(vs_collection, embed, image_similarity_top_k=K)
+        access = AccessPolicy(roots=[demo_images_dir])
+        return CLIPImageRetriever.from_collection(
+            vs_collection, embed, image_similarity_top_k=K, image_access=access
+        )
 
     @pytest.fixture
     def filtered(self, vs_collection: Any, demo_encoder: Any) -> tuple[Any, Any]:
@@ -208,6 +220,8 @@ def any_retriever(
     """Builds a retriever over each kind of collection (on each client), with the given options."""
 
     def build(**options: Any) -> CLIPImageRetriever:
+        demo = request.getfixturevalue("demo_images_dir")
+        options.setdefault("image_access", AccessPolicy(roots=[demo]))
         if request.param == "index":
             return CLIPImageRetriever(request.getfixturevalue("our_index"), **options)
         fixture = "native_collection" if request.param == "native" else "vs_collection"
@@ -409,9 +423,9 @@ def test_native_collection_without_metadata(
     )
     digits = [p for p in images if p.parent.name == "digits"][:5]
     collection.add(ids=[f"x{i}" for i in range(5)], uris=[str(p) for p in digits])
-    hits = CLIPImageRetriever.from_collection(collection, demo_encoder).image_to_image_retrieve(
-        str(digits[2])
-    )
+    access = AccessPolicy(roots=[digits[2].parent])
+    retriever = CLIPImageRetriever.from_collection(collection, demo_encoder, image_access=access)
+    hits = retriever.image_to_image_retrieve(str(digits[2]))
     assert hits[0].node.node_id == "x2"
     assert isinstance(hits[0].node, ImageNode)
     assert hits[0].node.image_path == str(digits[2])
@@ -540,3 +554,42 @@ def test_text_records_excluded_under_user_filters(clip_chroma: Any, images: list
     hits = retriever.text_to_image_retrieve(NOTES[0])
     assert len(hits) == sum(_not_digit(m) for m in _metadata(images))
     assert all(isinstance(h.node, ImageNode) and h.node.image_path for h in hits)
+
+
+# -- reach: image queries by path or URL are opt-in ---------------------------------------
+
+
+def test_by_default_no_path_or_url_is_read(
+    our_index: ImageIndex, images: list[Path], demo_encoder: Any
+) -> None:
+    retriever = CLIPImageRetriever(our_index, image_similarity_top_k=1)
+    giraffe = next(p for p in images if p.name.startswith("giraffe"))
+    for query in (
+        str(giraffe),
+        QueryBundle(query_str="", image_path=str(giraffe)),
+        ImageNode(image_path=str(giraffe)),
+        ImageNode(image_url="http://169.254.169.254/latest/meta-data/"),
+        ImageNode(image_url="file:///etc/passwd"),
+        "/etc/passwd",
+    ):
+        with pytest.raises(AccessDeniedError):
+            retriever.image_to_image_retrieve(query)
+    # The image itself, in memory, reaches nothing and works.
+    hits = retriever.image_to_image_retrieve(giraffe.read_bytes())
+    assert _names(hits) == [giraffe.name]
+
+
+async def test_image_queries_reach_only_what_the_policy_allows(
+    our_index: ImageIndex, images: list[Path], tmp_path: Path
+) -> None:
+    giraffe = next(p for p in images if p.name.startswith("giraffe"))
+    outside = tmp_path / "giraffe.png"
+    outside.write_bytes(giraffe.read_bytes())
+    access = AccessPolicy(roots=[giraffe.parent], url_hosts=["images.example.com"])
+    retriever = CLIPImageRetriever(our_index, image_similarity_top_k=1, image_access=access)
+    assert _names(retriever.image_to_image_retrieve(str(giraffe))) == [giraffe.name]
+    for query in (str(outside), "http://169.254.169.254/latest/meta-data/"):
+        with pytest.raises(AccessDeniedError):
+            retriever.image_to_image_retrieve(query)
+        with pytest.raises(AccessDeniedError):
+            await retriever.aimage_to_image_retrieve(query)

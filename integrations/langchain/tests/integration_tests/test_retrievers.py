@@ -10,6 +10,8 @@ import pytest
 from langchain_clip_multimodal import CLIPImageRetriever, documents_to_image_blocks
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from clip_multimodal.access import AccessPolicy
+
 
 class TestCLIPImageRetrieverStandard(RetrieversIntegrationTests):
     @pytest.fixture(autouse=True)
@@ -42,9 +44,15 @@ def test_text_queries_find_the_described_images(lc_demo_index: Any) -> None:
         assert docs[0].page_content.startswith("image: ") and len(docs[0].page_content) < 120
 
 
+def _image_queries(probe: Path) -> AccessPolicy:
+    """Image queries allowed from the demo images' folder only."""
+    return AccessPolicy(roots=[probe.parent.parent])
+
+
 def test_an_image_path_finds_the_image_itself(lc_demo_index: Any, demo_image: Any) -> None:
     probe = str(demo_image("animals", "giraffe"))
-    docs = CLIPImageRetriever(index=lc_demo_index).invoke(probe, k=2)
+    retriever = CLIPImageRetriever(index=lc_demo_index, image_access=_image_queries(Path(probe)))
+    docs = retriever.invoke(probe, k=2)
     assert docs[0].metadata["uri"] == probe
     assert docs[0].metadata["score"] == pytest.approx(1.0, abs=1e-3)
     assert docs[0].metadata["width"] == 64 and docs[0].metadata["mime"] == "image/png"
@@ -53,13 +61,20 @@ def test_an_image_path_finds_the_image_itself(lc_demo_index: Any, demo_image: An
 def test_a_data_uri_is_an_image_query(lc_demo_index: Any, demo_image: Any) -> None:
     probe = demo_image("digits", "seven")
     uri = "data:image/png;base64," + base64.b64encode(probe.read_bytes()).decode()
-    docs = CLIPImageRetriever(index=lc_demo_index, k=1).invoke(uri)
-    assert docs[0].metadata["uri"] == str(probe)
+    retriever = CLIPImageRetriever(index=lc_demo_index, k=1, image_access=_image_queries(probe))
+    assert retriever.invoke(uri)[0].metadata["uri"] == str(probe)
+    # By default it is words like any other query (too long ones): no image is decoded.
+    with pytest.warns(UserWarning, match="truncated"):
+        text = CLIPImageRetriever(index=lc_demo_index, k=1).invoke(uri)
+    assert text[0].metadata["score"] < 0.9
 
 
 def test_threshold_keeps_only_close_matches(lc_demo_index: Any, demo_image: Any) -> None:
     probe = str(demo_image("shapes", "purple-cross-small"))
-    docs = CLIPImageRetriever(index=lc_demo_index, k=10, score_threshold=0.999).invoke(probe)
+    retriever = CLIPImageRetriever(
+        index=lc_demo_index, k=10, score_threshold=0.999, image_access=_image_queries(Path(probe))
+    )
+    docs = retriever.invoke(probe)
     assert [d.metadata["uri"] for d in docs] == [probe]
 
 

@@ -24,6 +24,7 @@ from llama_index.retrievers.clip_multimodal._nodes import (
 )
 from llama_index.retrievers.clip_multimodal.filters import to_chroma_where
 
+from clip_multimodal.access import AccessPolicy
 from clip_multimodal.index import ImageIndex
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ class CLIPImageRetriever(MultiModalRetriever):
     records in the same collection (LangChain `CLIPChroma.add_texts`, LlamaIndex text nodes)
     are left out of it; give a `text_retriever` to retrieve texts.
 
+    An image query given as a path or URL (a string, `QueryBundle.image_path`, an `ImageNode`'s
+    path or URL) is read only where `image_access` allows: by default nowhere, so a query an
+    LLM or a user writes never reads a file or fetches a URL. Images in memory (bytes, PIL,
+    base64, data: URIs) always work.
+
     It reads collections written by (a) clip-multimodal's `ImageIndex` (pass `index`), and,
     read-only through `ImageIndex.open_read_only`, by (b) Chroma's native embedding function
     (`uris`, no documents) or (c) LlamaIndex's `ChromaVectorStore` (pass `collection` and
@@ -59,12 +65,14 @@ class CLIPImageRetriever(MultiModalRetriever):
 
             index = ImageIndex(CLIPEncoder(), collection="photos", path="./chroma")
             retriever = CLIPImageRetriever(index, image_similarity_top_k=5)
+            by_path = CLIPImageRetriever(index, image_access=AccessPolicy(roots=["queries"]))
 
     Usage:
         .. code-block:: python
 
             retriever.text_to_image_retrieve("a dog on a beach")
-            retriever.image_to_image_retrieve("query.jpg")
+            retriever.image_to_image_retrieve(Path("query.jpg").read_bytes())
+            by_path.image_to_image_retrieve("queries/query.jpg")
             await retriever.atext_to_image_retrieve("a dog on a beach")
 
     Args:
@@ -77,6 +85,8 @@ class CLIPImageRetriever(MultiModalRetriever):
             AND, OR, NOT; nested).
         text_retriever: an optional retriever for text nodes; `text_retrieve` and
             `retrieve` use it. Without one, `text_retrieve` returns nothing.
+        image_access: where image queries by path or URL may read (an `AccessPolicy` with
+            roots and a URL allowlist); None: nowhere (`AccessDeniedError`).
         callback_manager: LlamaIndex callbacks.
 
     Raises:
@@ -97,6 +107,7 @@ class CLIPImageRetriever(MultiModalRetriever):
         text_retriever: BaseRetriever | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        image_access: AccessPolicy | None = None,
     ) -> None:
         if (index is None) == (collection is None):
             raise ValueError("pass an ImageIndex as index, or a Chroma collection: one of them")
@@ -115,6 +126,7 @@ class CLIPImageRetriever(MultiModalRetriever):
         to_chroma_where(filters)  # fail fast on an unsupported operator
         self.filters = filters
         self._text_retriever = text_retriever
+        self.image_access = image_access
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @classmethod
@@ -193,7 +205,10 @@ class CLIPImageRetriever(MultiModalRetriever):
         return await self.aimage_to_image_retrieve(query_bundle)
 
     def _image_search(self, image: ImageLike) -> list[NodeWithScore]:
-        return self._search(self._encoder.embed_images([to_image_input(image)])[0])
+        source = to_image_input(image)
+        # The empty policy lets images in memory through and refuses every path and URL.
+        (self.image_access or AccessPolicy()).check(source)
+        return self._search(self._encoder.embed_images([source])[0])
 
     # -- retrieve: text nodes, then images ----------------------------------------------
 
