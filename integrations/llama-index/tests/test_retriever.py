@@ -543,7 +543,7 @@ def test_text_records_are_not_image_hits(
     assert len(everything) == len(images)
     assert {h.node.metadata["group"] for h in everything} == {"shapes", "digits", "animals"}
     seven = next(p for p in images if p.name.startswith("seven-"))
-    assert len(retriever.image_to_image_retrieve(str(seven))) == len(images)
+    assert len(retriever.image_to_image_retrieve(seven.read_bytes())) == len(images)
 
 
 def test_text_records_excluded_under_user_filters(clip_chroma: Any, images: list[Path]) -> None:

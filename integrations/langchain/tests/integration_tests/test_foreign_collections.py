@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from langchain_clip_multimodal import CLIPImageRetriever, create_image_search_tool
 
+from clip_multimodal.access import AccessPolicy
 from clip_multimodal.index import ImageIndex
 
 
@@ -68,7 +69,8 @@ def test_the_retriever_finds_images_in_foreign_collections(
     _, index = foreign
     seven = _seven(_digits(demo_images_dir))
 
-    docs = CLIPImageRetriever(index=index, k=3).invoke(str(seven))
+    images = AccessPolicy(roots=[demo_images_dir])  # image queries are opt-in
+    docs = CLIPImageRetriever(index=index, k=3, image_access=images).invoke(str(seven))
 
     assert len(docs) == 3
     assert docs[0].id == seven.stem
@@ -83,7 +85,8 @@ def test_the_agent_tool_finds_images_in_foreign_collections(
     written_by, index = foreign
     seven = _seven(_digits(demo_images_dir))
 
-    results = create_image_search_tool(index, k=2).invoke({"query": str(seven)})
+    tool = create_image_search_tool(index, k=2, image_access=AccessPolicy(roots=[demo_images_dir]))
+    results = tool.invoke({"query": str(seven)})
 
     assert len(results) == 2
     assert results[0]["score"] == pytest.approx(1.0, abs=1e-3)
