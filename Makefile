@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt integrations/langc
 	$(PIP) install -q --upgrade pip
 	@echo "==> [3/5] Installing torch and torchvision: large (on Linux ~3 GB to download with the CUDA libraries, ~5.5 GB on disk); several minutes"
 	$(PIP) install -c constraints.txt torch torchvision
-	@echo "==> [4/5] Installing clip-multimodal and both integrations (editable), chromadb, LangChain, LlamaIndex and the test tools (~1 GB)"
+	@echo "==> [4/5] Installing clip-multimodal and both integrations (editable), chromadb, LangChain, LlamaIndex and the test tools (a few hundred MB)"
 	$(PIP) install -c constraints.txt $(PKGS) -r requirements-dev.txt
 	@echo "==> [5/5] Installing the animal-mnist data (without its tensorflow dependency)"
 	# animal-mnist declares tensorflow but its data needs none: take the data only.
