@@ -7,24 +7,52 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PKGS   := -e ".[all]" -e "integrations/langchain[chroma]" -e "integrations/llama-index[chroma]"
 
-.PHONY: install demo test test-fast fuzz lint format bench demo-model clean
+.PHONY: install demo test test-fast fuzz lint format bench demo-model clean chromium dist
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt integrations/langchain/pyproject.toml integrations/llama-index/pyproject.toml
+	@echo "==> [1/5] Creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/5] Upgrading pip"
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt torch torchvision
-	$(PIP) install -q -c constraints.txt $(PKGS) -r requirements-dev.txt
+	@echo "==> [3/5] Installing torch and torchvision: large (on Linux ~3 GB to download with the CUDA libraries, ~5.5 GB on disk); several minutes"
+	$(PIP) install -c constraints.txt torch torchvision
+	@echo "==> [4/5] Installing clip-multimodal and both integrations (editable), chromadb, LangChain, LlamaIndex and the test tools (a few hundred MB)"
+	$(PIP) install -c constraints.txt $(PKGS) -r requirements-dev.txt
+	@echo "==> [5/5] Installing the animal-mnist data (without its tensorflow dependency)"
 	# animal-mnist declares tensorflow but its data needs none: take the data only.
 	$(PIP) install -q --no-deps animal-mnist
 	touch $@
+	@echo "==> $(VENV) is ready"
 
 demo: $(STAMP)
 	$(VENV)/bin/clip-multimodal demo --data-dir .data
 
-test: $(STAMP)
+test: chromium $(STAMP)  # chromium first: a missing browser stops before the long install
 	$(PY) -m pytest
+
+# The browser test drives Debian's chromium (Playwright's own browser download needs the
+# internet). Installed with apt when missing and we are root; otherwise stop and say how.
+CHROMIUM_PKGS := chromium fonts-dejavu-core
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> Installing Debian's $(CHROMIUM_PKGS) for the browser test (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(CHROMIUM_PKGS); \
+	else \
+	  echo "make test needs Chromium for the browser test. Install it, then rerun make test:" >&2; \
+	  echo "    sudo apt-get update && sudo apt-get install -y $(CHROMIUM_PKGS)" >&2; \
+	  exit 1; \
+	fi
+
+# Wheels and sdists of the three distributions, for `pip install --find-links dist ...`.
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m build --outdir dist integrations/langchain
+	$(PY) -m build --outdir dist integrations/llama-index
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not browser"
@@ -54,4 +82,4 @@ demo-model: $(STAMP)
 	$(PY) -m clip_multimodal.training.demo_model --out clip_multimodal/assets/demo-model
 
 clean:
-	rm -rf $(VENV) .data .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .bench .pytest_cache .mypy_cache .ruff_cache dist build

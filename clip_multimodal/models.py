@@ -53,7 +53,9 @@ _HOW_TO = (
     "(1) download them once on a connected machine into the Hugging Face cache "
     "(HF_HOME / ~/.cache/huggingface) and copy that cache here; "
     "(2) pass a local weights file: CLIPEncoder('ViT-B-32', pretrained='/path/open_clip_model.safetensors'); "
-    "(3) pass a folder with open_clip_config.json and weights: CLIPEncoder('local-dir:/path/to/model')."
+    "(3) pass a folder with open_clip_config.json and weights: CLIPEncoder('local-dir:/path/to/model'). "
+    f"To try the package now, offline, use the bundled demo model: CLIPEncoder('{DEMO_MODEL_NAME}') "
+    f"(model_name='{DEMO_MODEL_NAME}' in the LangChain and LlamaIndex adapters)."
 )
 
 

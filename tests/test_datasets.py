@@ -128,3 +128,66 @@ def test_write_demo_images(tmp_path: Path) -> None:
         assert all(word in caption for word in content), (path, caption)
         with Image.open(path) as im:
             assert im.size == (64, 64)
+
+
+# Runs in a fresh interpreter where `import animal_mnist` fails, as after
+# `pip install "clip-multimodal[datasets]"`: prints each requested sample's caption and pixels.
+_WITHOUT_PACKAGE = """
+import hashlib, json, sys
+sys.modules["animal_mnist"] = None
+from clip_multimodal.datasets import animal_samples
+from clip_multimodal.errors import MissingDependencyError
+out = {}
+for split, n, seed in json.loads(sys.argv[1]):
+    out[f"{split}/{n}/{seed}"] = [
+        [s.caption, hashlib.sha256(s.image.tobytes()).hexdigest()]
+        for s in animal_samples(split, n=n, seed=seed)
+    ]
+try:
+    animal_samples("train", n=5, seed=0)
+    out["train"] = "loaded"
+except MissingDependencyError as exc:
+    out["train"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_demo_animals_load_from_the_asset_without_the_package() -> None:
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import clip_multimodal
+    from clip_multimodal.datasets.animals import ASSET_REQUESTS
+
+    requests = [*ASSET_REQUESTS, ("heldout", 16, 0)]  # the demo folder takes 16
+    env = {**os.environ, "PYTHONPATH": str(Path(clip_multimodal.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PACKAGE, json.dumps(requests)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    without = json.loads(done.stdout)
+    for split, n, seed in requests:
+        expected = [
+            [s.caption, hashlib.sha256(s.image.tobytes()).hexdigest()]
+            for s in animal_samples(split, n=n, seed=seed)
+        ]
+        assert without[f"{split}/{n}/{seed}"] == expected, (split, n, seed)
+    assert "pip install --no-deps animal-mnist" in without["train"]
+
+
+def test_animal_asset_is_the_package_data(tmp_path: Path) -> None:
+    from clip_multimodal.datasets.animals import ANIMAL_ASSET, build_animal_asset
+
+    build_animal_asset(tmp_path / "animals.npz")
+    with np.load(ANIMAL_ASSET) as shipped, np.load(tmp_path / "animals.npz") as rebuilt:
+        for key in ("images", "labels", "indices"):
+            assert shipped[key].dtype == rebuilt[key].dtype, key
+            assert np.array_equal(shipped[key], rebuilt[key]), key
+    assert ANIMAL_ASSET.stat().st_size < 200_000

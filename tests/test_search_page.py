@@ -45,7 +45,7 @@ expect.set_options(timeout=TIMEOUT_MS)  # a shared CI machine can be slow to ans
 def _chromium() -> str:
     found = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(found).exists():
-        raise RuntimeError("Chromium is not installed: apt-get install chromium (.ci/run does)")
+        raise RuntimeError("Chromium is not installed: make test installs it (apt-get, as root)")
     return found
 
 
