@@ -208,7 +208,7 @@ def model_only(
     LayerNorms; with --compile, that one under torch.compile. Each variant's cosine to the
     first on the same batch shows it computes the same embeddings.
     """
-    device, dtype, size = encoder.device, encoder._input_dtype, _input_size(encoder)
+    device, dtype, size = encoder.device, encoder.input_dtype, _input_size(encoder)
     counted = image_flops(encoder.model, device, dtype, size)
     vit_b32 = encoder.model_name == "ViT-B-32" and size == 224
     flops = GFLOP_VIT_B32 * 1e9 if vit_b32 else counted

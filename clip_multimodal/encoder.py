@@ -18,7 +18,7 @@ from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
 from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
 from clip_multimodal.text import Template, TextTower, fill_template, tokenize
-from clip_multimodal.types import ImageEmbeddings, ImageInput
+from clip_multimodal.types import ImageEmbeddings, ImageInput, ImagePipeline
 
 __all__ = ["CLIPEncoder", "Precision"]
 
@@ -102,7 +102,7 @@ class CLIPEncoder:
         self._pool_lock = threading.Lock()
         self._dim: int | None = None
         wanted = self.device.type == "cuda" if device_pipeline is None else device_pipeline
-        self._device_pipeline: Any = _make_device_pipeline(self) if wanted else None
+        self._device_pipeline = _make_device_pipeline(self) if wanted else None
 
     def _load(self) -> tuple[Any, Callable[[Any], torch.Tensor], Any]:
         import open_clip
@@ -190,8 +190,7 @@ class CLIPEncoder:
         """Embed what loads; report each failed input instead of raising."""
         images = list(images)
         if self._device_pipeline is not None:
-            result: ImageEmbeddings = self._device_pipeline.embed(images)
-            return result
+            return self._device_pipeline.embed(images)
         vectors: list[np.ndarray] = []
         indices: list[int] = []
         errors: dict[int, ImageLoadError] = {}
@@ -240,7 +239,7 @@ class CLIPEncoder:
             raise ImageLoadError(describe_source(source), f"preprocessing failed: {exc}") from exc
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """Embed a batch of already preprocessed pixels, shape (n, 3, H, W)."""
+        """Embed a batch of already preprocessed pixels, shape (n, 3, H, W) (`PixelEncoder`)."""
         return self._forward_images(pixels)
 
     @torch.inference_mode()
@@ -304,8 +303,12 @@ class CLIPEncoder:
             self._pool = None
 
 
-def _make_device_pipeline(encoder: CLIPEncoder) -> Any:
-    """The device pipeline, or None where the model's preprocessing can't be mirrored there."""
+def _make_device_pipeline(encoder: CLIPEncoder) -> ImagePipeline | None:
+    """The device pipeline, or None where the model's preprocessing can't be mirrored there.
+
+    The pipeline is a strategy this encoder embeds through: it takes the encoder as a
+    `PixelEncoder` and never imports this module, so the dependency runs one way.
+    """
     from clip_multimodal.gpu import GPUImagePipeline, UnsupportedPreprocessError
 
     try:

@@ -28,6 +28,7 @@ from clip_multimodal.gpu import (
 )
 from clip_multimodal.images import load_image
 from clip_multimodal.index._records import RUN_KEY
+from clip_multimodal.types import PixelEncoder
 from tests import model_builders as mb
 
 CPU = torch.device("cpu")
@@ -274,6 +275,24 @@ def test_pipeline_accepts_every_input_kind(tiny_encoder: CLIPEncoder) -> None:
     result = GPUImagePipeline(tiny_encoder, batch_size=2).embed(sources)
     assert result.indices == [0, 1, 2, 3] and not result.errors
     reference = tiny_encoder.embed_images(sources)
+    assert ((result.vectors * reference).sum(axis=1)).min() > 0.999
+
+
+class _Tower:
+    """A PixelEncoder that is no CLIPEncoder: the real tower behind only the protocol."""
+
+    def __init__(self, encoder: CLIPEncoder) -> None:
+        self.device, self.preprocess = encoder.device, encoder.preprocess
+        self.input_dtype, self.dim, self.batch_size = encoder.input_dtype, encoder.dim, 3
+        self.embed_pixels = encoder.embed_pixels
+
+
+def test_pipeline_needs_only_the_pixel_encoder_protocol(tiny_encoder: CLIPEncoder) -> None:
+    tower: PixelEncoder = _Tower(tiny_encoder)
+    sources = [_encode(_photo(seed=s), "JPEG") for s in range(4)] + [b"not an image"]
+    result = GPUImagePipeline(tower).embed(sources)
+    assert result.indices == [0, 1, 2, 3] and set(result.errors) == {4}
+    reference = tiny_encoder.embed_images(sources[:4])
     assert ((result.vectors * reference).sum(axis=1)).min() > 0.999
 
 

@@ -35,10 +35,9 @@ import torch
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.gpu.decode import JpegDecoder, Loaded, load_payload, pil_pixels
 from clip_multimodal.gpu.transforms import PreprocessSpec, preprocess_batch
-from clip_multimodal.types import ImageEmbeddings, ImageInput
+from clip_multimodal.types import ImageEmbeddings, ImageInput, PixelEncoder
 
 if TYPE_CHECKING:
-    from clip_multimodal.encoder import CLIPEncoder
     from clip_multimodal.index import ImageIndex, IndexReport
 
 __all__ = ["EmbeddedBatch", "GPUImagePipeline", "fit_batch_size"]
@@ -65,7 +64,7 @@ class EmbeddedBatch:
     infos: dict[int, Any] = field(default_factory=dict)
 
 
-def fit_batch_size(encoder: CLIPEncoder, size: int, start: int = _START_BATCH) -> int:
+def fit_batch_size(encoder: PixelEncoder, size: int, start: int = _START_BATCH) -> int:
     """The largest batch (start, halved on each out-of-memory) the image tower runs at.
 
     Tried with a real forward pass on zeros. Decoded images need memory beyond this; the
@@ -125,7 +124,8 @@ class GPUImagePipeline:
     """Embeds image files with decode and preprocessing on the encoder's device.
 
     Args:
-        encoder: a `CLIPEncoder`; its device (CUDA, or the CPU for tests) runs every stage.
+        encoder: the model (a `PixelEncoder`, such as `CLIPEncoder`); its device (CUDA, or
+            the CPU for tests) runs every stage, and its `preprocess` is mirrored there.
         batch_size: images per forward pass; default: the largest that fits on CUDA (from
             1024, halved on out-of-memory), the encoder's batch size elsewhere.
         read_workers: threads reading and probing files ahead of the model.
@@ -143,7 +143,7 @@ class GPUImagePipeline:
 
     def __init__(
         self,
-        encoder: CLIPEncoder,
+        encoder: PixelEncoder,
         *,
         batch_size: int | None = None,
         read_workers: int = 8,
