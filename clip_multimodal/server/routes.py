@@ -6,11 +6,14 @@ every /v1 route depends on the token check first, so the OpenAPI schema is gener
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Security
 from fastapi.responses import FileResponse
+from fastapi.types import DecoratedCallable
+from pydantic import BaseModel
 
 from clip_multimodal.server import schemas as s
 from clip_multimodal.server.deps import ServiceDep
@@ -46,6 +49,27 @@ SEARCH = RequestBody(s.SearchRequest, s.SearchForm)
 RANK = RequestBody(s.RankRequest, s.RankForm)
 CLASSIFY = RequestBody(s.ClassifyRequest, s.ClassifyForm)
 INDEX = RequestBody(None, s.IndexForm)
+
+TextEmbedBody = Annotated[Body[s.TextEmbedRequest], Depends(TEXT_EMBED.dependency())]
+ImageEmbedBody = Annotated[Body[s.ImageList], Depends(IMAGE_EMBED.dependency())]
+SearchBody = Annotated[Body[s.SearchRequest], Depends(SEARCH.dependency())]
+RankBody = Annotated[Body[s.RankRequest], Depends(RANK.dependency())]
+ClassifyBody = Annotated[Body[s.ClassifyRequest], Depends(CLASSIFY.dependency())]
+IndexBody = Annotated[Body[s.IndexForm], Depends(INDEX.dependency())]
+
+
+def _post(
+    path: str, response: type[BaseModel], tag: str, body: RequestBody[Any], **more: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A /v1 POST route answering `response`, its request body documented from `body`."""
+    return api.post(
+        path,
+        response_model=response,
+        responses=_ERRORS,
+        tags=[tag],
+        openapi_extra=body.openapi(),
+        **more,
+    )
 
 
 async def _one_image(settings: ServerSettings, body: Body[Any]) -> bytes:
@@ -86,17 +110,8 @@ async def healthz(service: ServiceDep) -> s.HealthResponse:
     )
 
 
-@api.post(
-    "/v1/embed/text",
-    response_model=s.EmbedResponse,
-    responses=_ERRORS,
-    tags=["embed"],
-    openapi_extra=TEXT_EMBED.openapi(),
-)
-async def embed_text(
-    body: Annotated[Body[s.TextEmbedRequest], Depends(TEXT_EMBED.dependency())],
-    service: ServiceDep,
-) -> s.EmbedResponse:
+@_post("/v1/embed/text", s.EmbedResponse, "embed", TEXT_EMBED)
+async def embed_text(body: TextEmbedBody, service: ServiceDep) -> s.EmbedResponse:
     """Embed texts with the text tower."""
     vectors = await service.embed_texts(body.model.texts)
     return s.EmbedResponse(
@@ -104,16 +119,8 @@ async def embed_text(
     )
 
 
-@api.post(
-    "/v1/embed/image",
-    response_model=s.ImageEmbedResponse,
-    responses=_ERRORS,
-    tags=["embed"],
-    openapi_extra=IMAGE_EMBED.openapi(),
-)
-async def embed_image(
-    body: Annotated[Body[s.ImageList], Depends(IMAGE_EMBED.dependency())], service: ServiceDep
-) -> s.ImageEmbedResponse:
+@_post("/v1/embed/image", s.ImageEmbedResponse, "embed", IMAGE_EMBED)
+async def embed_image(body: ImageEmbedBody, service: ServiceDep) -> s.ImageEmbedResponse:
     """Embed images: multipart `files`, or JSON `urls` / `images_base64`. A failed image
     gets null and an entry in `errors`; the others are embedded."""
     urls, b64 = body.model.urls, body.model.images_base64
@@ -130,16 +137,8 @@ async def embed_image(
     )
 
 
-@api.post(
-    "/v1/search",
-    response_model=s.SearchResponse,
-    responses=_ERRORS,
-    tags=["search"],
-    openapi_extra=SEARCH.openapi(),
-)
-async def search(
-    body: Annotated[Body[s.SearchRequest], Depends(SEARCH.dependency())], service: ServiceDep
-) -> s.SearchResponse:
+@_post("/v1/search", s.SearchResponse, "search", SEARCH)
+async def search(body: SearchBody, service: ServiceDep) -> s.SearchResponse:
     """Search the index by `text`, or by an image (multipart `file`, image_base64, image_url)."""
     m = body.model
     has_image = bool(body.files) or m.image_base64 is not None or m.image_url is not None
@@ -170,16 +169,8 @@ async def search(
     )
 
 
-@api.post(
-    "/v1/rank",
-    response_model=s.RankResponse,
-    responses=_ERRORS,
-    tags=["zero-shot"],
-    openapi_extra=RANK.openapi(),
-)
-async def rank(
-    body: Annotated[Body[s.RankRequest], Depends(RANK.dependency())], service: ServiceDep
-) -> s.RankResponse:
+@_post("/v1/rank", s.RankResponse, "zero-shot", RANK)
+async def rank(body: RankBody, service: ServiceDep) -> s.RankResponse:
     """Score candidate texts against one image, best first (like clip-as-service's rank)."""
     image = await _one_image(service.settings, body)
     ranked = await service.rank(image, body.model.candidates)
@@ -189,16 +180,8 @@ async def rank(
     )
 
 
-@api.post(
-    "/v1/classify",
-    response_model=s.ClassifyResponse,
-    responses=_ERRORS,
-    tags=["zero-shot"],
-    openapi_extra=CLASSIFY.openapi(),
-)
-async def classify(
-    body: Annotated[Body[s.ClassifyRequest], Depends(CLASSIFY.dependency())], service: ServiceDep
-) -> s.ClassifyResponse:
+@_post("/v1/classify", s.ClassifyResponse, "zero-shot", CLASSIFY)
+async def classify(body: ClassifyBody, service: ServiceDep) -> s.ClassifyResponse:
     """Zero-shot classification of one image over `labels`, with prompt ensembles."""
     image = await _one_image(service.settings, body)
     ranked = await service.classify(image, body.model.labels, body.model.templates)
@@ -213,17 +196,8 @@ def _index_enabled(service: ServiceDep) -> None:
         raise ApiError(403, "indexing over HTTP is disabled; start the server with --enable-index")
 
 
-@api.post(
-    "/v1/index",
-    response_model=s.IndexResponse,
-    responses=_ERRORS,
-    tags=["index"],
-    openapi_extra=INDEX.openapi(),
-    dependencies=[Depends(_index_enabled)],
-)
-async def index_images(
-    body: Annotated[Body[s.IndexForm], Depends(INDEX.dependency())], service: ServiceDep
-) -> s.IndexResponse:
+@_post("/v1/index", s.IndexResponse, "index", INDEX, dependencies=[Depends(_index_enabled)])
+async def index_images(body: IndexBody, service: ServiceDep) -> s.IndexResponse:
     """Add uploaded images to the index (off unless the server runs with --enable-index)."""
     if not body.files:
         raise ApiError(400, "upload images as the multipart field 'files'")
