@@ -2,8 +2,9 @@
 
 The loader's property: for any bytes, string or path, `load_image` returns an RGB image or
 raises `ImageLoadError`, within a time bound. The parsers' property: for any body or field,
-they return a parsed value or raise a typed client error (`ApiError` or FastAPI's
-`RequestValidationError`), within a time bound. Anything else escaping is a bug.
+each endpoint's `RequestBody` (JSON or form) and the image readers return a parsed value or
+raise a typed client error (`ApiError` or FastAPI's `RequestValidationError`), within a time
+bound. Anything else escaping is a bug.
 """
 
 from __future__ import annotations
@@ -33,18 +34,13 @@ from clip_multimodal.images import load_image
 from clip_multimodal.server import ServerSettings
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.inputs import (
+    RequestBody,
     check_decode_budget,
     check_url,
     decode_base64,
-    parse_body,
     read_images,
 )
-from clip_multimodal.server.schemas import (
-    ClassifyRequest,
-    ImageEmbedRequest,
-    SearchRequest,
-    TextEmbedRequest,
-)
+from clip_multimodal.server.routes import CLASSIFY, IMAGE_EMBED, INDEX, RANK, SEARCH, TEXT_EMBED
 
 # Each example must finish within the deadline; 100 examples a property keep this file
 # near 10 s. CLIP_MM_FUZZ_EXAMPLES=5000 runs a longer campaign.
@@ -161,7 +157,7 @@ def test_any_path_gives_an_rgb_image_or_image_load_error(path_zoo: list[str], da
 # -- the server's request parsers -----------------------------------------------------------
 
 SERVER = ServerSettings(max_image_bytes=4096, max_items=8, allowed_url_hosts=("images.test",))
-MODELS = [TextEmbedRequest, ImageEmbedRequest, SearchRequest, ClassifyRequest]
+BODIES = [TEXT_EMBED, IMAGE_EMBED, SEARCH, RANK, CLASSIFY, INDEX]
 CONTENT_TYPES = [
     "application/json",
     "",
@@ -207,6 +203,22 @@ json_values = st.recursive(
     max_leaves=12,
 )
 FIELDS = ["texts", "urls", "images_base64", "image_base64", "image_url", "text", "k", "where"]
+FIELDS += ["labels", "candidates", "templates", "file", "files", "image"]
+
+
+@st.composite
+def multipart_bodies(draw: st.DrawFn) -> bytes:
+    """A well-formed multipart body (boundary xyz): fields and uploads under any names."""
+    parts = []
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=6)):
+        upload = draw(st.booleans())
+        value = draw(st.binary(max_size=60) if upload else st.text(max_size=30).map(str.encode))
+        disposition = f'form-data; name="{name}"' + ('; filename="f.png"' if upload else "")
+        parts.append(b"--xyz\r\nContent-Disposition: " + disposition.encode() + b"\r\n\r\n")
+        parts.append(value + b"\r\n")
+    return b"".join(parts) + b"--xyz--\r\n"
+
+
 bodies = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
@@ -218,16 +230,32 @@ bodies = st.one_of(
 
 
 @FUZZ
-@given(model=st.sampled_from(MODELS), content_type=st.sampled_from(CONTENT_TYPES), body=bodies)
+@given(spec=st.sampled_from(BODIES), content_type=st.sampled_from(CONTENT_TYPES), body=bodies)
 def test_any_body_parses_or_gives_a_typed_error(
-    model: type[Any], content_type: str, body: bytes
+    spec: RequestBody[Any], content_type: str, body: bytes
 ) -> None:
-    """Property: parse_body on any JSON, form or raw body is a model or a typed error."""
+    """Property: every endpoint's body parser, on any JSON, form or raw body, gives its JSON
+    or form model (uploads read, each within the image cap) or a typed error."""
     try:
-        parsed = asyncio.run(parse_body(_request(content_type, body), model, SERVER))
+        parsed = asyncio.run(spec.parse(_request(content_type, body), SERVER))
     except TYPED:
         return
-    assert isinstance(parsed.model, model)
+    assert isinstance(parsed.model, tuple(m for m in (spec.json, spec.form) if m is not None))
+
+
+@FUZZ
+@given(spec=st.sampled_from(BODIES), body=multipart_bodies())
+def test_any_form_parses_or_gives_a_typed_error(spec: RequestBody[Any], body: bytes) -> None:
+    """Property: on any multipart form (fields and uploads under any names), every endpoint's
+    body parser gives its form model with each upload read within the image cap, or a typed
+    error."""
+    request = _request("multipart/form-data; boundary=xyz", body)
+    try:
+        parsed = asyncio.run(spec.parse(request, SERVER))
+    except TYPED:
+        return
+    assert isinstance(parsed.model, spec.form)
+    assert all(0 < len(f.data) <= SERVER.max_image_bytes for f in parsed.files)
 
 
 def _b64(data: bytes) -> str:

@@ -105,6 +105,68 @@ def test_openapi_documents_every_endpoint_and_the_error_model(api: TestClient) -
     assert "SearchResponse" in schema["components"]["schemas"]
 
 
+def _is_upload(prop: dict[str, Any]) -> bool:
+    """An OpenAPI file field: binary (OpenAPI 3.0 style) or an octet-stream string (3.1)."""
+    return any(
+        x.get("format") == "binary" or x.get("contentMediaType") == "application/octet-stream"
+        for x in [*prop.get("anyOf", [prop]), prop.get("items", {})]
+    )
+
+
+def _published(model: Any) -> Any:
+    """A model's JSON schema as FastAPI publishes it (None-valued keys left out)."""
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        return [drop_none(v) for v in value] if isinstance(value, list) else value
+
+    return drop_none(model.model_json_schema())
+
+
+def test_openapi_request_bodies_are_generated_from_the_models(api: TestClient) -> None:
+    from clip_multimodal.server import schemas as s
+
+    schema = api.get("/openapi.json").json()
+    models = {
+        "/v1/embed/text": (s.TextEmbedRequest, s.TextEmbedRequest),
+        "/v1/embed/image": (s.ImageEmbedRequest, s.ImageEmbedForm),
+        "/v1/search": (s.SearchRequest, s.SearchForm),
+        "/v1/rank": (s.RankRequest, s.RankForm),
+        "/v1/classify": (s.ClassifyRequest, s.ClassifyForm),
+        "/v1/index": (None, s.IndexForm),
+    }
+    bodies = {path: schema["paths"][path]["post"]["requestBody"] for path in models}
+    for path, (json_model, form_model) in models.items():
+        content = bodies[path]["content"]
+        assert bodies[path]["required"] is True
+        assert content["multipart/form-data"]["schema"] == _published(form_model), path
+        if json_model is None:
+            assert set(content) == {"multipart/form-data"}, path
+        else:
+            assert content["application/json"]["schema"] == _published(json_model), path
+    search = bodies["/v1/search"]["content"]
+    image_fields = {"image_base64", "image_url"}
+    json_fields = set(search["application/json"]["schema"]["properties"])
+    assert json_fields == {"text", "k", "where", *image_fields}
+    form = search["multipart/form-data"]["schema"]["properties"]
+    assert set(form) == {*json_fields, "file"} and _is_upload(form["file"])
+    assert form["where"]["anyOf"][0]["contentMediaType"] == "application/json"
+    embed = bodies["/v1/embed/image"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert embed["files"]["type"] == "array" and _is_upload(embed["files"])
+    labels = bodies["/v1/classify"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert labels["labels"]["type"] == "array"
+    assert "#/$defs" not in str(schema)  # every schema inlined or in components: no dead refs
+
+
+def test_openapi_declares_the_bearer_token_on_every_v1_route(api: TestClient) -> None:
+    schema = api.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            assert (operation.get("security") == [{"HTTPBearer": []}]) == path.startswith("/v1/")
+
+
 # -- embedding -----------------------------------------------------------------------------
 
 
@@ -307,6 +369,7 @@ def test_enabled_index_endpoint_stores_uploads_and_serves_them(
         assert again["added"] == 0 and again["unchanged"] == 2
         hit = http.post("/v1/search", json={"text": "x", "k": 5}).json()["hits"]
         assert {h["metadata"]["filename"] for h in hit} == {"red.png", "blue.png"}
+        _error(http.post("/v1/index", json={"files": []}), 415)  # uploads come as a form only
     # Uploads are stored under content-addressed names in data_dir/uploads, nowhere else.
     stored = sorted(p.name for p in (tmp_path / "uploads").iterdir())
     assert len(stored) == 2 and all(name.endswith(".png") for name in stored)
@@ -330,6 +393,8 @@ def test_errors_are_typed_with_proper_status_codes(api: TestClient) -> None:
     _error(api.post("/v1/search", json={"text": "x", "where": {"$nope": 1}}), 400)
     _error(api.post("/v1/search", json={"text": "x", "k": 1000}), 400)
     _error(api.post("/v1/search", content=b"text=x", headers={"content-type": "text/plain"}), 415)
+    upload = {"image": ("q.png", png_bytes((1, 2, 3)), "image/png")}
+    assert "'file'" in _error(api.post("/v1/search", files=upload), 400, "bad_request")
     _error(
         api.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"}),
         422,

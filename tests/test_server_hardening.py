@@ -444,3 +444,17 @@ def test_serve_takes_allowed_hosts_and_origins_from_the_command_line(tmp_path: P
     assert settings.allowed_origins == ("https://app.example.com",)
     plain = _settings(build_parser().parse_args(["serve", "--data-dir", str(tmp_path)]))
     assert plain.allowed_hosts == () and plain.allowed_origins == ()
+
+
+def test_settings_are_checked_once_and_serve_names_its_options(tmp_path: Path) -> None:
+    from clip_multimodal.cli import UsageError
+    from clip_multimodal.cli._commands import _settings
+    from clip_multimodal.cli._parser import build_parser
+
+    with pytest.raises(ValueError, match="max_items"):
+        ServerSettings(max_items=0)
+    with pytest.raises(ValueError, match="request_timeout_s"):
+        ServerSettings(request_timeout_s=0)
+    argv = ["serve", "--data-dir", str(tmp_path), "--max-image-mb", "0", "--timeout", "-1"]
+    with pytest.raises(UsageError, match=r"--max-image-mb: .*; --timeout: "):
+        _settings(build_parser().parse_args(argv))

@@ -296,6 +296,10 @@ def test_a_token_guards_every_v1_endpoint(store: dict[str, Any], demo_encoder: A
             "/v1/search", json={"text": "x"}, headers={"Authorization": "Basic czNjcmV0LXRva2Vu"}
         )
         _status(basic, 401, "unauthorized")
+        latin = http.post(
+            "/v1/search", json={"text": "x"}, headers={"Authorization": b"Bearer \xe9"}
+        )
+        _status(latin, 401, "unauthorized")  # a non-ASCII token is compared as bytes, not a 500
         good = http.post(
             "/v1/search",
             json={"text": "x", "k": 1},

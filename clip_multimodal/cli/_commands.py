@@ -338,16 +338,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The `serve` option behind each checked ServerSettings field, for its usage errors.
+_SERVE_FLAGS = {
+    "max_image_bytes": "--max-image-mb",
+    "max_decode_bytes": "--max-decode-mb",
+    "request_timeout_s": "--timeout",
+    "max_batch": "--max-batch",
+    "batch_wait_ms": "--batch-wait-ms",
+}
+
+
 def _settings(args: argparse.Namespace) -> ServerSettings:
+    from pydantic import ValidationError
+
+    try:
+        return _server_settings(args)
+    except ValidationError as exc:  # ServerSettings checks every value; name the options
+        problems = [
+            f"{_SERVE_FLAGS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+        ]
+        raise UsageError("; ".join(problems)) from exc
+
+
+def _server_settings(args: argparse.Namespace) -> ServerSettings:
     from clip_multimodal.server.settings import ServerSettings
 
     model, pretrained = model_spec(args)
     image_bytes = int(args.max_image_mb * MiB)
     decode_bytes = int(args.max_decode_mb * MiB)
-    if min(image_bytes, decode_bytes) < 1 or args.timeout <= 0 or args.max_batch < 1:
-        raise UsageError(
-            "--max-image-mb, --max-decode-mb, --timeout and --max-batch must be positive"
-        )
     return ServerSettings(
         model=model,
         pretrained=pretrained,

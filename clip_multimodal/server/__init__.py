@@ -7,9 +7,9 @@ the CLI can check `check_bind` before importing a web framework.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from clip_multimodal._lazy import lazy_exports
 from clip_multimodal.errors import require
 
 __all__ = ["InsecureBindError", "MicroBatcher", "ServerSettings", "check_bind", "create_app"]
@@ -28,13 +28,10 @@ if TYPE_CHECKING:
     from clip_multimodal.server.bind import InsecureBindError, check_bind
     from clip_multimodal.server.settings import ServerSettings
 
+_lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
+
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'clip_multimodal.server' has no attribute {name!r}")
-    if name == "create_app":
+    if name == "create_app":  # the web framework is an extra: say which, not ImportError
         require("fastapi", "server", "The HTTP service")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy_getattr(name)

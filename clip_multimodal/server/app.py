@@ -17,7 +17,6 @@ import clip_multimodal
 from clip_multimodal.server.errors import install_error_handlers
 from clip_multimodal.server.routes import router
 from clip_multimodal.server.security import (
-    AuthMiddleware,
     BodyLimitMiddleware,
     HeadersMiddleware,
     HostMiddleware,
@@ -103,10 +102,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     _add_page(app)
-    # The last added runs first: headers, Host, Origin, CORS, the token, the body cap, the clock.
+    # The last added runs first: headers, Host, Origin, CORS, the body cap, the clock; then the
+    # routes' dependencies: the token (on /v1), then the body parser.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AuthMiddleware, token=settings.token)
     if settings.allowed_origins:  # CORS headers go to these origins only
         app.add_middleware(
             CORSMiddleware,

@@ -1,4 +1,8 @@
-"""Turning request bodies into checked inputs: JSON or multipart, and images as bytes.
+"""Turning request bodies into checked inputs: JSON or a form, and images as bytes.
+
+An endpoint declares its body as a `RequestBody`: a pydantic model for JSON and one for a
+multipart (or urlencoded) form. Its `dependency` is the FastAPI dependency that parses a request
+by its content type, and its `openapi` documents both from the models' own schemas.
 
 Every image reaches the model as bytes that this module produced: an upload, decoded base64,
 or a fetched URL. A string from a request is never handed to `load_image`, which would read a
@@ -10,36 +14,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
-from collections.abc import Sequence
+import types
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.server.deps import SettingsDep
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.settings import ServerSettings
 
 __all__ = [
     "Body",
+    "RequestBody",
     "Upload",
     "check_decode_budget",
     "check_url",
     "decode_base64",
     "fetch_image",
-    "parse_body",
     "read_images",
 ]
 
 M = TypeVar("M", bound=BaseModel)
 
-#: Form fields that carry lists; `labels` may also be one comma-separated field.
-LIST_FIELDS = frozenset({"texts", "urls", "images_base64", "candidates", "labels", "templates"})
-JSON_FIELDS = frozenset({"where"})
-FILE_FIELDS = ("file", "files", "image")
+_JSON, _FORMS = "application/json", ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 @dataclass
@@ -51,11 +53,96 @@ class Upload:
 
 
 @dataclass
-class Body:
-    """A parsed request: the validated model plus any uploaded files."""
+class Body(Generic[M]):
+    """A parsed request: the validated model plus any uploaded files, read and size-checked."""
 
-    model: Any
+    model: M
     files: list[Upload] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestBody(Generic[M]):
+    """An endpoint's body: `json` for application/json (None: forms only), `form` for forms.
+
+    A form field is a list when the form model's field is one (repeat the field to send
+    several), and an upload is accepted only in a field the form model types `UploadFile`.
+    """
+
+    json: type[M] | None
+    form: type[M]
+
+    def dependency(self) -> Callable[[Request, ServerSettings], Awaitable[Body[M]]]:
+        """The FastAPI dependency that parses a request into `Body[M]`."""
+
+        async def parse_body(request: Request, settings: SettingsDep) -> Body[M]:
+            return await self.parse(request, settings)
+
+        return parse_body
+
+    def openapi(self) -> dict[str, Any]:
+        """`openapi_extra` declaring both media types, with the models' generated schemas."""
+        content = {"multipart/form-data": {"schema": self.form.model_json_schema()}}
+        if self.json is not None:
+            content = {_JSON: {"schema": self.json.model_json_schema()}, **content}
+        return {"requestBody": {"required": True, "content": content}}
+
+    async def parse(self, request: Request, settings: ServerSettings) -> Body[M]:
+        """Read a JSON body into `json`, or a form (fields plus uploads) into `form`."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype in _FORMS:
+            return await self._parse_form(request, settings)
+        if self.json is None or ctype not in (_JSON, ""):
+            accepted = " or ".join([_JSON, _FORMS[0]] if self.json is not None else [_FORMS[0]])
+            raise ApiError(415, f"send {accepted}, not {ctype or 'a body without a type'}")
+        raw = await request.body()
+        if not raw:
+            raise ApiError(400, "the request body is empty; send JSON or a multipart form")
+        return Body(_validate(self.json, raw, from_json=True))
+
+    async def _parse_form(self, request: Request, settings: ServerSettings) -> Body[M]:
+        fields = self.form.model_fields
+        lists = {name for name, f in fields.items() if _is_list(f.annotation)}
+        file_fields = [name for name, f in fields.items() if _holds_files(f.annotation)]
+        limits = {"max_files": settings.max_items, "max_fields": settings.max_items + 16}
+        async with request.form(**limits) as form:
+            data: dict[str, Any] = {}
+            uploads: list[UploadFile] = []
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    if key not in file_fields:
+                        where = " or ".join(repr(f) for f in file_fields) or "no field"
+                        raise ApiError(400, f"unexpected file field {key!r}; upload as {where}")
+                    uploads.append(value)
+                elif not value:  # an empty form field is an absent one
+                    continue
+                if key in lists:
+                    data.setdefault(key, []).append(value)
+                else:
+                    data[key] = value
+            model = _validate(self.form, data, from_json=False)
+            cap = settings.max_image_bytes
+            files = [await _read_upload(u, i, cap) for i, u in enumerate(uploads)]
+        return Body(model, files)
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a union annotation (`X | None`), or the annotation itself."""
+    union = get_origin(annotation) in (Union, types.UnionType)
+    return get_args(annotation) if union else (annotation,)
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(get_origin(m) is list for m in _members(annotation))
+
+
+def _holds_files(annotation: Any) -> bool:
+    def is_file(t: Any) -> bool:
+        return isinstance(t, type) and issubclass(t, UploadFile)
+
+    return any(
+        is_file(m) or (get_origin(m) is list and any(map(is_file, get_args(m))))
+        for m in _members(annotation)
+    )
 
 
 def _validate(model: type[M], data: Any, *, from_json: bool) -> M:
@@ -68,48 +155,6 @@ def _validate(model: type[M], data: Any, *, from_json: bool) -> M:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from exc
-
-
-async def parse_body(request: Request, model: type[M], settings: ServerSettings) -> Body:
-    """Read a JSON body, or a form (fields plus any uploaded files), into `model`."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _parse_form(request, model, settings)
-    if ctype not in ("application/json", ""):
-        raise ApiError(415, f"send application/json or multipart/form-data, not {ctype}")
-    raw = await request.body()
-    if not raw:
-        raise ApiError(400, "the request body is empty; send JSON or a multipart form")
-    return Body(_validate(model, raw, from_json=True))
-
-
-async def _parse_form(request: Request, model: type[M], settings: ServerSettings) -> Body:
-    async with request.form(
-        max_files=settings.max_items, max_fields=settings.max_items + 16
-    ) as form:
-        data: dict[str, Any] = {}
-        files: list[Upload] = []
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key not in FILE_FIELDS:
-                    raise ApiError(400, f"unexpected file field {key!r}; upload as 'file'")
-                files.append(await _read_upload(value, len(files), settings.max_image_bytes))
-            else:
-                _add_field(data, key, value)
-    return Body(_validate(model, data, from_json=False), files)
-
-
-def _add_field(data: dict[str, Any], key: str, value: str) -> None:
-    if key in LIST_FIELDS:
-        parts = [p.strip() for p in value.split(",")] if key == "labels" else [value]
-        data.setdefault(key, []).extend(p for p in parts if p)
-    elif key in JSON_FIELDS:
-        try:
-            data[key] = json.loads(value) if value.strip() else None
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, f"form field {key!r} is not valid JSON ({exc.msg})") from exc
-    else:
-        data[key] = value
 
 
 async def _read_upload(upload: UploadFile, position: int, cap: int) -> Upload:

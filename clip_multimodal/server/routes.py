@@ -1,22 +1,32 @@
-"""The HTTP endpoints. Each one parses, checks, and hands the work to `Service`."""
+"""The HTTP endpoints. Each one parses, checks, and hands the work to `Service`.
+
+Bodies are parsed by `RequestBody` dependencies (JSON or a form, each a pydantic model), and
+every /v1 route depends on the token check first, so the OpenAPI schema is generated whole.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Security
 from fastapi.responses import FileResponse
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from clip_multimodal.server import schemas as s
+from clip_multimodal.server.deps import ServiceDep
 from clip_multimodal.server.errors import ApiError
-from clip_multimodal.server.inputs import Body, parse_body, read_images
-from clip_multimodal.server.service import Service, local_file
+from clip_multimodal.server.inputs import Body, RequestBody, read_images
+from clip_multimodal.server.security import check_token
+from clip_multimodal.server.service import local_file
+from clip_multimodal.server.settings import ServerSettings
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter()  # open: the liveness probe
+api = APIRouter(dependencies=[Security(check_token)])  # /v1: the token, when the server has one
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorResponse, "description": text}
@@ -26,49 +36,50 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         403: "a disabled feature, or a URL host not on the allowlist",
         404: "no such record or no local file",
         413: "body or image over the size limit",
+        415: "a body that is neither JSON nor a form",
         422: "the body does not match the schema",
         503: "the index is unavailable",
         504: "the request timed out",
     }.items()
 }
 
-_FILE = {"type": "string", "format": "binary"}
+TEXT_EMBED = RequestBody(s.TextEmbedRequest, s.TextEmbedRequest)
+IMAGE_EMBED = RequestBody[s.ImageList](s.ImageEmbedRequest, s.ImageEmbedForm)
+SEARCH = RequestBody(s.SearchRequest, s.SearchForm)
+RANK = RequestBody(s.RankRequest, s.RankForm)
+CLASSIFY = RequestBody(s.ClassifyRequest, s.ClassifyForm)
+INDEX = RequestBody(None, s.IndexForm)
+
+TextEmbedBody = Annotated[Body[s.TextEmbedRequest], Depends(TEXT_EMBED.dependency())]
+ImageEmbedBody = Annotated[Body[s.ImageList], Depends(IMAGE_EMBED.dependency())]
+SearchBody = Annotated[Body[s.SearchRequest], Depends(SEARCH.dependency())]
+RankBody = Annotated[Body[s.RankRequest], Depends(RANK.dependency())]
+ClassifyBody = Annotated[Body[s.ClassifyRequest], Depends(CLASSIFY.dependency())]
+IndexBody = Annotated[Body[s.IndexForm], Depends(INDEX.dependency())]
 
 
-class _NoFields(BaseModel):
-    """A multipart body that carries only files."""
+def _post(
+    path: str, response: type[BaseModel], tag: str, body: RequestBody[Any], **more: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A /v1 POST route answering `response`, its request body documented from `body`."""
+    return api.post(
+        path,
+        response_model=response,
+        responses=_ERRORS,
+        tags=[tag],
+        openapi_extra=body.openapi(),
+        **more,
+    )
 
 
-def _body_doc(model: type[BaseModel], form: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI for a body sent as JSON (the model) or as a multipart form."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": model.model_json_schema()},
-                "multipart/form-data": {"schema": {"type": "object", "properties": form}},
-            },
-        }
-    }
-
-
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
-async def _parse(request: Request, model: type[BaseModel]) -> Body:
-    return await parse_body(request, model, _service(request).settings)
-
-
-async def _one_image(request: Request, body: Body) -> bytes:
+async def _one_image(settings: ServerSettings, body: Body[Any]) -> bytes:
     """The single image of a search/rank/classify request, from whichever field it came."""
     m = body.model
     given = [x for x in (m.image_base64, m.image_url) if x is not None]
     if len(given) + len(body.files) != 1:
         raise ApiError(400, "send exactly one image: a multipart 'file', image_base64 or image_url")
     images = await read_images(
-        _service(request).settings,
+        settings,
         body.files,
         [m.image_base64] if m.image_base64 is not None else [],
         [m.image_url] if m.image_url is not None else [],
@@ -81,9 +92,8 @@ def _href(hit_id: str, uri: str | None) -> str | None:
 
 
 @router.get("/healthz", response_model=s.HealthResponse, tags=["meta"])
-async def healthz(request: Request) -> s.HealthResponse:
+async def healthz(service: ServiceDep) -> s.HealthResponse:
     """Liveness and the index's state (open without a token)."""
-    service = _service(request)
     count, error = None, None
     try:
         count = await service.count()
@@ -100,44 +110,22 @@ async def healthz(request: Request) -> s.HealthResponse:
     )
 
 
-@router.post(
-    "/v1/embed/text",
-    response_model=s.EmbedResponse,
-    responses=_ERRORS,
-    tags=["embed"],
-    openapi_extra=_body_doc(s.TextEmbedRequest, {"texts": {"type": "array", "items": {}}}),
-)
-async def embed_text(request: Request) -> s.EmbedResponse:
+@_post("/v1/embed/text", s.EmbedResponse, "embed", TEXT_EMBED)
+async def embed_text(body: TextEmbedBody, service: ServiceDep) -> s.EmbedResponse:
     """Embed texts with the text tower."""
-    body = await _parse(request, s.TextEmbedRequest)
-    service = _service(request)
     vectors = await service.embed_texts(body.model.texts)
     return s.EmbedResponse(
         model_id=service.encoder.model_id, dim=int(vectors.shape[1]), embeddings=vectors.tolist()
     )
 
 
-@router.post(
-    "/v1/embed/image",
-    response_model=s.ImageEmbedResponse,
-    responses=_ERRORS,
-    tags=["embed"],
-    openapi_extra=_body_doc(s.ImageEmbedRequest, {"files": {"type": "array", "items": _FILE}}),
-)
-async def embed_image(request: Request) -> s.ImageEmbedResponse:
+@_post("/v1/embed/image", s.ImageEmbedResponse, "embed", IMAGE_EMBED)
+async def embed_image(body: ImageEmbedBody, service: ServiceDep) -> s.ImageEmbedResponse:
     """Embed images: multipart `files`, or JSON `urls` / `images_base64`. A failed image
     gets null and an entry in `errors`; the others are embedded."""
-    service = _service(request)
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
-        body = await parse_body(request, _NoFields, service.settings)
-        if not body.files:
-            raise ApiError(400, "upload at least one image as the multipart field 'files'")
-        urls: list[str] = []
-        b64: list[str] = []
-    else:
-        body = await _parse(request, s.ImageEmbedRequest)
-        urls, b64 = body.model.urls, body.model.images_base64
+    urls, b64 = body.model.urls, body.model.images_base64
+    if not (body.files or urls or b64):  # JSON needs one of its lists; a form needs 'files'
+        raise ApiError(400, "upload at least one image as the multipart field 'files'")
     images = await read_images(service.settings, body.files, b64, urls)
     result = await service.embed_images(images)
     rows: list[list[float] | None] = [None] * len(images)
@@ -149,20 +137,9 @@ async def embed_image(request: Request) -> s.ImageEmbedResponse:
     )
 
 
-@router.post(
-    "/v1/search",
-    response_model=s.SearchResponse,
-    responses=_ERRORS,
-    tags=["search"],
-    openapi_extra=_body_doc(
-        s.SearchRequest,
-        {"text": {"type": "string"}, "file": _FILE, "k": {"type": "integer"}, "where": {}},
-    ),
-)
-async def search(request: Request) -> s.SearchResponse:
+@_post("/v1/search", s.SearchResponse, "search", SEARCH)
+async def search(body: SearchBody, service: ServiceDep) -> s.SearchResponse:
     """Search the index by `text`, or by an image (multipart `file`, image_base64, image_url)."""
-    body = await _parse(request, s.SearchRequest)
-    service = _service(request)
     m = body.model
     has_image = bool(body.files) or m.image_base64 is not None or m.image_url is not None
     if (m.text is not None) == has_image:
@@ -172,7 +149,8 @@ async def search(request: Request) -> s.SearchResponse:
             raise ApiError(400, "the text query is empty")
         vector, query_type = (await service.embed_texts([m.text], "text"))[0], "text"
     else:
-        vector, query_type = await service.embed_image(await _one_image(request, body)), "image"
+        image = await _one_image(service.settings, body)
+        vector, query_type = await service.embed_image(image), "image"
     hits = await service.search(vector, m.k, m.where)
     return s.SearchResponse(
         model_id=service.encoder.model_id,
@@ -191,20 +169,10 @@ async def search(request: Request) -> s.SearchResponse:
     )
 
 
-@router.post(
-    "/v1/rank",
-    response_model=s.RankResponse,
-    responses=_ERRORS,
-    tags=["zero-shot"],
-    openapi_extra=_body_doc(
-        s.RankRequest, {"file": _FILE, "candidates": {"type": "array", "items": {}}}
-    ),
-)
-async def rank(request: Request) -> s.RankResponse:
+@_post("/v1/rank", s.RankResponse, "zero-shot", RANK)
+async def rank(body: RankBody, service: ServiceDep) -> s.RankResponse:
     """Score candidate texts against one image, best first (like clip-as-service's rank)."""
-    body = await _parse(request, s.RankRequest)
-    service = _service(request)
-    image = await _one_image(request, body)
+    image = await _one_image(service.settings, body)
     ranked = await service.rank(image, body.model.candidates)
     return s.RankResponse(
         model_id=service.encoder.model_id,
@@ -212,25 +180,10 @@ async def rank(request: Request) -> s.RankResponse:
     )
 
 
-@router.post(
-    "/v1/classify",
-    response_model=s.ClassifyResponse,
-    responses=_ERRORS,
-    tags=["zero-shot"],
-    openapi_extra=_body_doc(
-        s.ClassifyRequest,
-        {
-            "file": _FILE,
-            "labels": {"type": "string", "description": "comma-separated, or repeated"},
-            "templates": {"type": "array", "items": {}},
-        },
-    ),
-)
-async def classify(request: Request) -> s.ClassifyResponse:
+@_post("/v1/classify", s.ClassifyResponse, "zero-shot", CLASSIFY)
+async def classify(body: ClassifyBody, service: ServiceDep) -> s.ClassifyResponse:
     """Zero-shot classification of one image over `labels`, with prompt ensembles."""
-    body = await _parse(request, s.ClassifyRequest)
-    service = _service(request)
-    image = await _one_image(request, body)
+    image = await _one_image(service.settings, body)
     ranked = await service.classify(image, body.model.labels, body.model.templates)
     return s.ClassifyResponse(
         model_id=service.encoder.model_id,
@@ -238,19 +191,14 @@ async def classify(request: Request) -> s.ClassifyResponse:
     )
 
 
-@router.post(
-    "/v1/index",
-    response_model=s.IndexResponse,
-    responses=_ERRORS,
-    tags=["index"],
-    openapi_extra=_body_doc(_NoFields, {"files": {"type": "array", "items": _FILE}}),
-)
-async def index_images(request: Request) -> s.IndexResponse:
-    """Add uploaded images to the index (off unless the server runs with --enable-index)."""
-    service = _service(request)
-    if not service.settings.enable_index:
+def _index_enabled(service: ServiceDep) -> None:
+    if not service.settings.enable_index:  # refused before the uploads are read
         raise ApiError(403, "indexing over HTTP is disabled; start the server with --enable-index")
-    body = await parse_body(request, _NoFields, service.settings)
+
+
+@_post("/v1/index", s.IndexResponse, "index", INDEX, dependencies=[Depends(_index_enabled)])
+async def index_images(body: IndexBody, service: ServiceDep) -> s.IndexResponse:
+    """Add uploaded images to the index (off unless the server runs with --enable-index)."""
     if not body.files:
         raise ApiError(400, "upload images as the multipart field 'files'")
     report = await service.index_uploads([(f.data, f.filename) for f in body.files])
@@ -262,17 +210,20 @@ async def index_images(request: Request) -> s.IndexResponse:
     )
 
 
-@router.get(
+@api.get(
     "/v1/images/{image_id}",
     response_class=FileResponse,
     responses={**_ERRORS, 200: {"content": {"image/*": {}}, "description": "the image file"}},
     tags=["index"],
 )
-async def get_image(request: Request, image_id: str) -> FileResponse:
+async def get_image(image_id: str, service: ServiceDep) -> FileResponse:
     """The stored image of an index record (only files the index recorded are served)."""
-    path, mime = await _service(request).image_file(image_id)
+    path, mime = await service.image_file(image_id)
     headers = {
         "Cache-Control": "private, max-age=300",
         "Content-Security-Policy": "default-src 'none'",
     }
     return FileResponse(path, media_type=mime, headers=headers, content_disposition_type="inline")
+
+
+router.include_router(api)  # after every /v1 route is declared

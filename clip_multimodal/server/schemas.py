@@ -1,12 +1,19 @@
-"""The service's request and response bodies (they make the OpenAPI schema)."""
+"""The service's request and response bodies (they make the OpenAPI schema).
+
+An endpoint that takes JSON or a form has a model for each: the form model adds the upload
+fields (typed `UploadFile`) and reads the fields a form carries as text (`where` as JSON,
+`labels` comma-separated). `inputs.RequestBody` picks one by the content type.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import UploadFile
+from pydantic import BaseModel, ConfigDict, Field, Json, field_validator, model_validator
 
 __all__ = [
+    "ClassifyForm",
     "ClassifyRequest",
     "ClassifyResponse",
     "EmbedResponse",
@@ -15,13 +22,18 @@ __all__ = [
     "FailedItem",
     "HealthResponse",
     "Hit",
+    "ImageEmbedForm",
     "ImageEmbedRequest",
     "ImageEmbedResponse",
+    "ImageList",
+    "IndexForm",
     "IndexResponse",
     "ItemError",
     "LabelScore",
+    "RankForm",
     "RankRequest",
     "RankResponse",
+    "SearchForm",
     "SearchRequest",
     "SearchResponse",
     "TextEmbedRequest",
@@ -55,19 +67,35 @@ class EmbedResponse(BaseModel):
     embeddings: list[list[float]] = Field(description="one L2-normalized vector per input")
 
 
-class ImageEmbedRequest(_Strict):
-    """JSON form of an image embed request (multipart uploads use the `files` field)."""
+class _OneFile(_Strict):
+    file: UploadFile | None = Field(default=None, description="the image, uploaded")
+
+
+class _Files(_Strict):
+    files: list[UploadFile] = Field(default_factory=list, description="the images, uploaded")
+
+
+class ImageList(_Strict):
+    """Images by URL or base64, in a JSON body or as repeated form fields."""
 
     urls: list[str] = Field(default_factory=list, description="http(s) URLs (allowed hosts only)")
     images_base64: list[str] = Field(
         default_factory=list, description="base64 strings or data: URIs"
     )
 
+
+class ImageEmbedRequest(ImageList):
+    """JSON form of an image embed request (multipart uploads use the `files` field)."""
+
     @model_validator(mode="after")
     def _some(self) -> ImageEmbedRequest:
         if not self.urls and not self.images_base64:
             raise ValueError("give urls or images_base64 (or upload files as multipart)")
         return self
+
+
+class ImageEmbedForm(ImageList, _Files):
+    """Multipart form of an image embed request: `files`, and any `urls` / `images_base64`."""
 
 
 class ItemError(BaseModel):
@@ -91,9 +119,6 @@ class _OneImage(_Strict):
     image_base64: str | None = Field(default=None, description="a base64 string or data: URI")
     image_url: str | None = Field(default=None, description="an http(s) URL on an allowed host")
 
-    def _image_count(self) -> int:
-        return sum(x is not None for x in (self.image_base64, self.image_url))
-
 
 class SearchRequest(_OneImage):
     """Search by `text`, or by an image (`image_base64` / `image_url` / a multipart `file`)."""
@@ -102,6 +127,14 @@ class SearchRequest(_OneImage):
     k: int = Field(default=10, ge=1, description="how many hits")
     where: dict[str, Any] | None = Field(
         default=None, description='a Chroma metadata filter, e.g. {"mime": "image/png"}'
+    )
+
+
+class SearchForm(SearchRequest, _OneFile):
+    """Multipart form of a search: `text` or an image (`file`, ...); `where` as JSON text."""
+
+    where: Json[dict[str, Any]] | None = Field(
+        default=None, description='a Chroma metadata filter as JSON, e.g. {"mime": "image/png"}'
     )
 
 
@@ -126,6 +159,10 @@ class RankRequest(_OneImage):
     candidates: list[str] = Field(min_length=1, description="texts to score against the image")
 
 
+class RankForm(RankRequest, _OneFile):
+    """Multipart form of a rank request: the image as `file`, `candidates` repeated."""
+
+
 class TextScore(BaseModel):
     text: str
     score: float = Field(description="cosine similarity of the text and the image")
@@ -145,6 +182,17 @@ class ClassifyRequest(_OneImage):
     )
 
 
+class ClassifyForm(ClassifyRequest, _OneFile):
+    """Multipart form of a classify request: `labels` repeated or comma-separated."""
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _split_commas(cls, labels: Any) -> Any:
+        if not isinstance(labels, list):
+            return labels
+        return [p.strip() for x in labels for p in str(x).split(",") if p.strip()]
+
+
 class LabelScore(BaseModel):
     label: str
     probability: float
@@ -156,6 +204,10 @@ class ClassifyResponse(BaseModel):
 
 
 # -- indexing and health ------------------------------------------------------------------
+
+
+class IndexForm(_Files):
+    """The images to add, uploaded as repeated `files`."""
 
 
 class FailedItem(BaseModel):

@@ -1,7 +1,9 @@
 """The service's guards: Host and Origin, bearer token, body size cap, request timeout, headers.
 
-The guards are raw ASGI middlewares, so they act before FastAPI parses anything: a request
-without the token never has its body read, and an oversized body is cut off while streaming.
+The bearer token is FastAPI's `HTTPBearer` scheme, checked by `check_token`, a dependency of
+every /v1 route that runs before the route's body parser. The other guards are raw ASGI
+middlewares, so they act before FastAPI parses anything; the body cap acts when a body is read,
+refusing it by its Content-Length before the first byte and cutting it off while streaming.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from fastapi import Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from clip_multimodal.server.bind import is_loopback
+from clip_multimodal.server.deps import SettingsDep
 from clip_multimodal.server.errors import ApiError, error_body
 
 __all__ = [
-    "AuthMiddleware",
     "BodyLimitMiddleware",
     "HeadersMiddleware",
     "HostMiddleware",
     "KeepAliveMiddleware",
     "OriginMiddleware",
     "TimeoutMiddleware",
+    "check_token",
     "normal_origin",
 ]
 
@@ -35,8 +41,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths that stay open without a token: the liveness probe, the page and the API docs.
-#: Every data endpoint lives under /v1 and needs the token.
+#: Every data endpoint lives under /v1: it needs the token and runs under the request timeout.
+#: The liveness probe, the page and the API docs stay open.
 PROTECTED_PREFIX = "/v1/"
 
 
@@ -55,26 +61,27 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-class AuthMiddleware:
-    """Requires `Authorization: Bearer <token>` on every /v1 request when a token is set."""
+_BEARER = HTTPBearer(
+    auto_error=False, description="needed on every /v1 request when the server has a --token"
+)
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app = app
-        self.token = token.encode() if token else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is None or scope["type"] != "http" or not _protected(scope):
-            await self.app(scope, receive, send)
-            return
-        scheme, _, given = (_header(scope, b"authorization") or b"").partition(b" ")
-        if scheme.lower() != b"bearer" or not given.strip():
-            message = "this server needs a token: send the header 'Authorization: Bearer <token>'"
-            await _send_error(send, 401, message, **{"WWW-Authenticate": "Bearer"})
-            return
-        if not hmac.compare_digest(given.strip(), self.token):
-            await _send_error(send, 401, "invalid token", **{"WWW-Authenticate": "Bearer"})
-            return
-        await self.app(scope, receive, send)
+async def check_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> None:
+    """Requires `Authorization: Bearer <token>` when the server has a token (every /v1 route
+    depends on it, ahead of its body: a request without the token never has its body read)."""
+    if settings.token is None:
+        return
+    given = credentials.credentials.strip() if credentials is not None else ""
+    if not given:
+        raise ApiError(
+            401, "this server needs a token: send the header 'Authorization: Bearer <token>'"
+        )
+    # Starlette decodes headers as latin-1: compare the bytes as sent, in constant time.
+    if not hmac.compare_digest(given.encode("latin-1"), settings.token.encode()):
+        raise ApiError(401, "invalid token")
 
 
 def _protected(scope: Scope) -> bool:
@@ -87,7 +94,8 @@ class BodyTooLargeError(ApiError):
 
 
 class BodyLimitMiddleware:
-    """Caps request bodies: by Content-Length up front, and by counting streamed chunks."""
+    """Caps request bodies when they are read: by Content-Length before the first chunk, and
+    by counting streamed chunks. A body nobody reads (a request refused first) is not judged."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -98,13 +106,13 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_error(send, 413, str(BodyTooLargeError(self.max_bytes)))
-            return
+        declared = int(length) if length is not None and length.isdigit() else 0
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
+            if declared > self.max_bytes:  # refused by its length before a byte is read
+                raise BodyTooLargeError(self.max_bytes)
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:

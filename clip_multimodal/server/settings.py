@@ -1,15 +1,26 @@
-"""The service's settings: one frozen object, built by `clip-multimodal serve` or by hand."""
+"""The service's settings: one frozen object, built by `clip-multimodal serve` or by hand.
+
+It is a pydantic dataclass, so every value is checked here, once, by its declared type and
+bounds; a bad value raises `pydantic.ValidationError` (a `ValueError`) naming the field.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic.dataclasses import dataclass
 
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES
 
 __all__ = ["ServerSettings"]
 
 MiB = 2**20
+
+Limit = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0)]
 
 
 @dataclass(frozen=True)
@@ -60,39 +71,28 @@ class ServerSettings:
     allowed_url_hosts: tuple[str, ...] = field(default=())
     allowed_hosts: tuple[str, ...] = field(default=())
     allowed_origins: tuple[str, ...] = field(default=())
-    max_image_bytes: int = 10 * MiB
-    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
-    max_body_bytes: int = 32 * MiB
-    max_items: int = 256
-    max_text_chars: int = 10_000
-    max_k: int = 100
-    request_timeout_s: float = 30.0
-    url_timeout_s: float = 10.0
-    max_batch: int = 32
-    batch_wait_ms: float = 5.0
-    header_timeout_s: float = 10.0
+    max_image_bytes: Limit = 10 * MiB
+    max_decode_bytes: Limit = DEFAULT_MAX_DECODE_BYTES
+    max_body_bytes: Limit = 32 * MiB
+    max_items: Limit = 256
+    max_text_chars: Limit = 10_000
+    max_k: Limit = 100
+    request_timeout_s: Seconds = 30.0
+    url_timeout_s: Seconds = 10.0
+    max_batch: Limit = 32
+    batch_wait_ms: Annotated[float, Field(ge=0)] = 5.0
+    header_timeout_s: Seconds = 10.0
 
-    def __post_init__(self) -> None:
-        for name in (
-            "max_image_bytes",
-            "max_decode_bytes",
-            "max_body_bytes",
-            "max_items",
-            "max_text_chars",
-            "max_k",
-            "max_batch",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.request_timeout_s <= 0 or self.url_timeout_s <= 0 or self.header_timeout_s <= 0:
-            raise ValueError("timeouts must be positive")
-        if self.batch_wait_ms < 0:
-            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
-        hosts = tuple(h.strip().lower() for h in self.allowed_url_hosts if h.strip())
-        object.__setattr__(self, "allowed_url_hosts", hosts)
+    @field_validator("allowed_url_hosts")
+    @classmethod
+    def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in hosts if h.strip())
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
         # Browsers send an origin as scheme://host[:port], lower case, without a slash.
-        origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
-        object.__setattr__(self, "allowed_origins", origins)
+        return tuple(o.strip().rstrip("/").lower() for o in origins if o.strip())
 
     def resolved_data_dir(self) -> Path:
         """`data_dir`, or the default data dir."""
