@@ -33,7 +33,14 @@ from clip_multimodal.images._limits import (
 from clip_multimodal.images._read import EncodedImage, read_classified
 from clip_multimodal.types import ImageInput
 
-__all__ = ["Decoded", "decode_source", "load_image", "to_base64", "to_data_uri"]
+__all__ = [
+    "Decoded",
+    "checked_kind",
+    "decode_source",
+    "load_image",
+    "to_base64",
+    "to_data_uri",
+]
 
 
 class Decoded(NamedTuple):
@@ -128,10 +135,17 @@ def _from_pixels(source: Image.Image | np.ndarray[Any, Any], desc: str) -> Image
     return _finish(image, desc)
 
 
+def checked_kind(source: ImageInput, policy: AccessPolicy | None) -> SourceKind:
+    """Classify an input, and check it against the policy if there is one."""
+    kind = classify(source)
+    if policy is not None:
+        policy.check(source, kind)
+    return kind
+
+
 def decode_source(
     source: ImageInput,
     kind: SourceKind,
-    *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 10.0,
@@ -184,17 +198,9 @@ def load_image(
     Raises:
         ImageLoadError: naming the source and the reason.
     """
-    kind = classify(source)
-    if policy is not None:
-        policy.check(source, kind)
+    kind = checked_kind(source, policy)
     return decode_source(
-        source,
-        kind,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        timeout=timeout,
-        draft=draft,
-        max_decode_bytes=max_decode_bytes,
+        source, kind, max_pixels, max_bytes, timeout, draft, max_decode_bytes
     ).image
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from clip_multimodal.images._access import AccessPolicy
-from clip_multimodal.images._decode import Decoded, decode_source
+from clip_multimodal.images._decode import Decoded, checked_kind, decode_source
 from clip_multimodal.images._header import RAW_MIME, PlainFormat, plain_format, read_header
 from clip_multimodal.images._kinds import SourceKind, classify
 from clip_multimodal.images._limits import (
@@ -21,7 +21,7 @@ from clip_multimodal.images._limits import (
     DEFAULT_MAX_DECODE_BYTES,
     DEFAULT_MAX_PIXELS,
 )
-from clip_multimodal.images._read import read_classified
+from clip_multimodal.images._read import EncodedImage, read_classified
 from clip_multimodal.types import ImageInput
 
 __all__ = ["ImageInfo", "ImageSource", "load_image_with_info", "read_image_source"]
@@ -112,20 +112,8 @@ def read_image_source(
         return _from_decoded(kind.desc, decode_source(source, kind))
     encoded = read_classified(source, kind, max_bytes, timeout)
     header = read_header(encoded.data, desc=kind.desc)
-    data = encoded.data
-    digest = hashlib.sha256(data).hexdigest()
-    return ImageSource(
-        kind.desc,
-        encoded.uri,
-        data,
-        digest,
-        header.mime,
-        header.width,
-        header.height,
-        len(data),
-        encoded.mtime_ns,
-        encoded.mtime,
-        header.plain,
+    return _from_encoded(
+        kind.desc, encoded, header.mime, (header.width, header.height), header.plain
     )
 
 
@@ -137,19 +125,22 @@ def _from_decoded(desc: str, decoded: Decoded) -> ImageSource:
         pixels = rgb.tobytes()
         digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + pixels).hexdigest()
         return ImageSource(desc, None, rgb, digest, mime, width, height, len(pixels), None)
+    return _from_encoded(desc, encoded, mime, decoded.size, plain_format(encoded.data))
+
+
+def _from_encoded(
+    desc: str,
+    encoded: EncodedImage,
+    mime: str,
+    size: tuple[int, int],
+    plain: PlainFormat | None,
+) -> ImageSource:
     data = encoded.data
+    digest = hashlib.sha256(data).hexdigest()
+    width, height = size
+    uri, mtime_ns, mtime = encoded.uri, encoded.mtime_ns, encoded.mtime
     return ImageSource(
-        desc,
-        encoded.uri,
-        data,
-        hashlib.sha256(data).hexdigest(),
-        mime,
-        width,
-        height,
-        len(data),
-        encoded.mtime_ns,
-        encoded.mtime,
-        plain_format(data),
+        desc, uri, data, digest, mime, width, height, len(data), mtime_ns, mtime, plain
     )
 
 
@@ -164,16 +155,6 @@ def load_image_with_info(
     policy: AccessPolicy | None = None,
 ) -> tuple[Image.Image, ImageInfo]:
     """Like `load_image`, and also return the source's `ImageInfo` (hash, format, size)."""
-    kind = classify(source)
-    if policy is not None:
-        policy.check(source, kind)
-    decoded = decode_source(
-        source,
-        kind,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        timeout=timeout,
-        draft=draft,
-        max_decode_bytes=max_decode_bytes,
-    )
+    kind = checked_kind(source, policy)
+    decoded = decode_source(source, kind, max_pixels, max_bytes, timeout, draft, max_decode_bytes)
     return decoded.image, _from_decoded(kind.desc, decoded)
