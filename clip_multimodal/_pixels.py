@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["ROTATED_ORIENTATIONS", "decode_cost", "orientation", "to_rgb"]
+__all__ = ["ORIENTATION_TAG", "ROTATED_ORIENTATIONS", "decode_cost", "orientation", "to_rgb"]
 
+ORIENTATION_TAG = 0x0112  # EXIF's orientation tag, read here and by the header byte scan
 ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF values that swap width and height
-_ORIENTATION_TAG = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 # Decoders that build the whole frame in their own buffer (and hand PIL a copy) before PIL
@@ -59,7 +59,7 @@ def orientation(image: Image.Image) -> int:
     """The EXIF orientation known from the header (PIL decodes a whole PNG to look further)."""
     if image.format == "PNG" and "exif" not in image.info:
         return 1
-    value = image.getexif().get(_ORIENTATION_TAG, 1)
+    value = image.getexif().get(ORIENTATION_TAG, 1)
     return value if isinstance(value, int) else 1
 
 

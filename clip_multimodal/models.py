@@ -9,7 +9,6 @@ gets ModelNotAvailableError in well under 2 s with a message that says how to pr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from clip_multimodal._hashing import sha256_stream
 from clip_multimodal.errors import ModelNotAvailableError
 
 __all__ = [
@@ -290,11 +290,8 @@ def weights_sha256(path: Path) -> str:
     with _HASH_LOCK:
         if key in _HASHES:
             return _HASHES[key]
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    hexdigest = digest.hexdigest()
+        hexdigest = sha256_stream(f.read)
     with _HASH_LOCK:
         _HASHES[key] = hexdigest
     return hexdigest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["Encoder", "ImageEmbeddings", "ImageInput", "ImagePipeline", "PixelEncoder"]
 
 #: Anything `clip_multimodal.images.load_image` accepts: a path (str or Path), an http(s) URL,
-#: raw bytes, a base64 string or data: URI, a PIL image, or an HWC uint8 numpy array.
-ImageInput: TypeAlias = "str | Path | bytes | Image.Image | np.ndarray"
+#: raw bytes, a base64 string or data: URI, a binary file object (BytesIO, open(..., "rb")),
+#: a PIL image, or an HWC uint8 numpy array.
+ImageInput: TypeAlias = "str | Path | bytes | BinaryIO | Image.Image | np.ndarray"
 
 
 @dataclass

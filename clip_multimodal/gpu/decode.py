@@ -18,8 +18,13 @@ import torch
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
-from clip_multimodal.gpu.headers import is_plain_jpeg, is_plain_png
-from clip_multimodal.images import DEFAULT_MAX_PIXELS, describe_source, load_image, read_bytes
+from clip_multimodal.images import (
+    ImageSource,
+    classify,
+    load_image,
+    plain_format,
+    read_bytes,
+)
 from clip_multimodal.types import ImageInput
 
 __all__ = ["JpegDecoder", "Loaded", "load_payload", "pil_pixels", "route"]
@@ -46,16 +51,11 @@ class Loaded:
 def route(data: bytes) -> Route:
     """Which decoder reproduces `load_image` for these bytes, from the header alone.
 
-    The fast decoders get only what they decode exactly as `load_image` does: 8-bit RGB or
-    grey JPEGs without EXIF rotation, and 8-bit RGB or grey PNGs without transparency, within
-    the pixel cap. Everything else (CMYK, alpha, palettes, 16 bits, rotations, other
-    formats, bad headers) goes to PIL, which also produces the error message.
+    The fast decoders get only what they decode exactly as `load_image` does (the image
+    layer's `plain_format`: plain 8-bit JPEGs and PNGs within the pixel cap). Everything
+    else goes to PIL, which also produces the error message.
     """
-    if is_plain_jpeg(data, DEFAULT_MAX_PIXELS):
-        return "jpeg"
-    if is_plain_png(data, DEFAULT_MAX_PIXELS):
-        return "png"
-    return "pil"
+    return plain_format(data) or "pil"
 
 
 def pil_pixels(source: ImageInput, desc: str) -> torch.Tensor:
@@ -79,13 +79,18 @@ def _png_pixels(data: bytes, desc: str) -> torch.Tensor:
 
 
 def load_payload(payload: ImageInput, desc: str | None = None, info: Any = None) -> Loaded:
-    """Read one input and route it; runs in a reader thread. Never raises ImageLoadError."""
-    desc = desc or describe_source(payload)
+    """Read one input and route it; runs in a reader thread. Never raises ImageLoadError.
+
+    When `info` is the `ImageSource` this payload came from, its header facts decide the
+    route: the header is not scanned a second time.
+    """
+    desc = desc or classify(payload).desc
     try:
         if isinstance(payload, (Image.Image, np.ndarray)):
             return Loaded(desc, pixels=pil_pixels(payload, desc), info=info)
         data = payload if isinstance(payload, bytes) else read_bytes(payload)
-        kind = route(data)
+        probed = isinstance(info, ImageSource) and info.payload is payload
+        kind = (info.plain if probed else plain_format(data)) or "pil"
         if kind == "jpeg":
             return Loaded(desc, jpeg=data, info=info)
         pixels = _png_pixels(data, desc) if kind == "png" else pil_pixels(data, desc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -707,7 +708,7 @@ def _read_as_image(exc: ImageLoadError) -> ImageLoadError:
 
 
 def _as_list(sources: Sequence[ImageInput]) -> list[ImageInput]:
-    single = (str, bytes, bytearray, os.PathLike, Image.Image)
+    single = (str, bytes, bytearray, os.PathLike, io.IOBase, Image.Image)
     if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim < 4):
         raise TypeError(f"pass a list of images, not one {type(sources).__name__}: add([image])")
     return list(sources)

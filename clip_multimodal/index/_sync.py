@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clip_multimodal.images import IMAGE_PATTERNS
+
 __all__ = ["DEFAULT_PATTERNS", "FileStat", "SyncPlan", "file_id", "plan_sync", "scan_folder"]
 
-DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.gif", "*.bmp", "*.tif", "*.tiff")
+DEFAULT_PATTERNS = IMAGE_PATTERNS  # the image extensions the query rule also knows
 
 
 @dataclass(frozen=True)

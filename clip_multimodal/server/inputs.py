@@ -12,8 +12,6 @@ server path if the string named one.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -169,18 +167,14 @@ async def _read_upload(upload: UploadFile, position: int, cap: int) -> Upload:
 
 def decode_base64(text: str, position: int, cap: int) -> bytes:
     """Decode a base64 string or data: URI, refusing anything over `cap` bytes."""
-    payload = text.strip()
-    if payload[:5].lower() == "data:":
-        header, _, payload = payload.partition(",")
-        if not header.lower().endswith(";base64"):
-            raise ApiError(400, f"image {position}: only base64 data: URIs are supported")
-    compact = "".join(payload.split())
-    if len(compact) * 3 // 4 > cap:
-        raise ApiError(413, f"image {position} exceeds the {cap} byte image limit")
+    from clip_multimodal.images import decode_base64 as decode
+
     try:
-        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, f"image {position}: invalid base64 ({exc})") from exc
+        data = decode(text, max_bytes=cap, desc=f"image {position}")
+    except ImageLoadError as exc:
+        if exc.reason.startswith("too large"):
+            raise ApiError(413, f"image {position} exceeds the {cap} byte image limit") from exc
+        raise ApiError(400, f"image {position}: {exc.reason}") from exc
     if not data:
         raise ApiError(400, f"image {position}: the base64 string is empty")
     return data

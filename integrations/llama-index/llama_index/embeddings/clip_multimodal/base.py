@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
@@ -16,6 +13,7 @@ from llama_index.core.embeddings.multi_modal_base import MultiModalEmbedding
 from llama_index.core.schema import ImageNode, ImageType
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.images import decode_base64, read_bytes
 
 if TYPE_CHECKING:
     from clip_multimodal.types import Encoder, ImageInput
@@ -197,15 +195,10 @@ def to_image_input(image: ImageLike) -> ImageInput:
     """
     if isinstance(image, ImageNode):
         return image_node_to_input(image)
-    if isinstance(image, BytesIO):
-        return image.getvalue()  # the whole buffer, wherever its read position is
     if isinstance(image, bytearray | memoryview):
         return bytes(image)
     if hasattr(image, "read") and not isinstance(image, str | bytes | Path):
-        data = image.read()
-        if not isinstance(data, bytes):
-            raise ImageLoadError(type(image).__name__, "the file object is not opened in 'rb' mode")
-        return data
+        return read_bytes(image)  # a BytesIO's whole buffer, another file from its position
     inputs: ImageInput = image
     return inputs
 
@@ -236,16 +229,7 @@ def image_node_to_input(node: ImageNode) -> ImageInput:
 
 
 def _decode_base64(node: ImageNode) -> ImageInput:
-    image = str(node.image)
-    if image.startswith("data:"):
-        return image
-    try:
-        return base64.b64decode(image, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ImageLoadError(
-            f"ImageNode {node.node_id}",
-            f"its image field is not valid base64 ({exc}); store base64 of the file's bytes",
-        ) from exc
+    return decode_base64(str(node.image), desc=f"ImageNode {node.node_id} (its image field)")
 
 
 def _from_url(url: str) -> ImageInput:

@@ -9,7 +9,7 @@ from typing import Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import BaseNode, Document, ImageDocument
 
-from clip_multimodal.images import sha256_file
+from clip_multimodal.images import IMAGE_EXTENSIONS, sha256_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -20,8 +20,6 @@ __all__ = [
     "image_file_extractor",
 ]
 
-#: The extensions `image_file_extractor` and `FolderReader` read as images.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 #: The extensions `FolderReader` reads as text notes by default.
 TEXT_EXTENSIONS = (".txt", ".md")
 
