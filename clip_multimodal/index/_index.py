@@ -24,9 +24,9 @@ from clip_multimodal.index._ingest import (
 )
 from clip_multimodal.index._lock import write_lock, writes
 from clip_multimodal.index._names import check_collection_name
-from clip_multimodal.index._records import IndexRecord, IndexReport, SearchHit
+from clip_multimodal.index._reader import IndexReader
+from clip_multimodal.index._records import IndexReport
 from clip_multimodal.index._repair import discard_collection
-from clip_multimodal.index._search import QueryType, embed_query, mmr_select, unit_vectors
 from clip_multimodal.index._store import (
     DEFAULT_SERVER_TIMEOUT_S,
     client_for,
@@ -53,7 +53,7 @@ Progress = Callable[[int, int], None]
 _MIN_CHUNK, _MAX_CHUNK = 64, 512
 
 
-class ImageIndex:
+class ImageIndex(IndexReader):
     """One Chroma collection of image embeddings, kept in sync with folders and searched by
     text or by image.
 
@@ -389,111 +389,6 @@ class ImageIndex:
         self._check_writable("write to")
         self._store.write(batch.new, batch.changed, batch.refreshed, self._max_batch)
 
-    # -- searching ----------------------------------------------------------------------
-
-    def embed_query(self, query: str | ImageInput, query_type: QueryType = "auto") -> np.ndarray:
-        """The query's vector: a text, or an image (see `search` for how `auto` decides)."""
-        return embed_query(self.encoder, query, query_type)
-
-    def search(
-        self,
-        query: str | ImageInput,
-        k: int = 4,
-        where: Where | None = None,
-        where_document: Where | None = None,
-        *,
-        query_type: QueryType = "auto",
-    ) -> list[SearchHit]:
-        """The k images closest to a text or an image, best first.
-
-        Args:
-            query: a text, or an image. With `query_type="auto"` a str that looks like a
-                path or URL is an image, which must load (`images.is_image_query` states the
-                rule: a URL or data: URI; a str starting with / \\ ./ ../ ~ or a drive;
-                ending with an image extension; one word holding / or \\; an existing file);
-                any other str is a text. Bytes, Path, PIL images and arrays are images.
-            k: how many hits.
-            where: a Chroma metadata filter, e.g. `{"mime": "image/png"}`.
-            where_document: a Chroma document filter, e.g. `{"$contains": "cat"}`.
-            query_type: "auto", or force "text" (say, to search for the words "AC/DC") or
-                "image" (say, for base64 image data).
-
-        Returns:
-            SearchHits; `score` is cosine similarity (from Chroma's distance, by the
-            collection's space).
-
-        Raises:
-            ImageLoadError: an image query, or a str read as one, cannot be loaded.
-        """
-        return self.search_by_vector(self.embed_query(query, query_type), k, where, where_document)
-
-    def search_by_vector(
-        self,
-        vector: np.ndarray | Sequence[float],
-        k: int = 4,
-        where: Where | None = None,
-        where_document: Where | None = None,
-    ) -> list[SearchHit]:
-        """The k records closest to a vector from this index's model, best first."""
-        if k < 1:
-            return []
-        query = self._check_vectors([vector], 1)[0]
-        return self._store.query(query, k, where, where_document)[0]
-
-    def max_marginal_relevance(
-        self,
-        query: str | ImageInput,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        where: Where | None = None,
-        where_document: Where | None = None,
-        *,
-        query_type: QueryType = "auto",
-    ) -> list[SearchHit]:
-        """Hits that are relevant and diverse: maximal marginal relevance over `fetch_k`.
-
-        `lambda_mult` is 1 for pure relevance, 0 for pure diversity. Scores stay the
-        cosine similarity to the query.
-        """
-        vector = self.embed_query(query, query_type)
-        return self.max_marginal_relevance_by_vector(
-            vector, k, fetch_k, lambda_mult, where, where_document
-        )
-
-    def max_marginal_relevance_by_vector(
-        self,
-        vector: np.ndarray | Sequence[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        where: Where | None = None,
-        where_document: Where | None = None,
-    ) -> list[SearchHit]:
-        """Like `max_marginal_relevance`, for a vector."""
-        if not 0.0 <= lambda_mult <= 1.0:
-            raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
-        if k < 1:
-            return []
-        query = self._check_vectors([vector], 1)[0]
-        hits, candidates = self._store.query(
-            query, max(k, fetch_k), where, where_document, vectors=True
-        )
-        if candidates is None:
-            return []
-        return [hits[i] for i in mmr_select(query, candidates, k, lambda_mult)]
-
-    # -- records ------------------------------------------------------------------------
-
-    def get(self, ids: Sequence[str], *, include_embeddings: bool = False) -> list[IndexRecord]:
-        """The stored records of these ids, in the order asked (missing ids are left out)."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if not ids:
-            return []
-        found = {r.id: r for r in self._store.records(ids, vectors=include_embeddings)}
-        return [found[i] for i in ids if i in found]
-
     @writes("delete from")
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
         """Delete records by id, by metadata filter, or both (records matching both)."""
@@ -502,15 +397,6 @@ class ImageIndex:
         if isinstance(ids, str):
             ids = [ids]
         self._store.delete(ids, where)
-
-    def count(self) -> int:
-        """How many records the collection holds."""
-        return self._store.count()
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
-        return unit_vectors(vectors, n, self.encoder)
 
 
 def _chunk_size(encoder: Encoder, chunk_size: int | None) -> int:
