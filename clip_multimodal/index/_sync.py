@@ -1,4 +1,4 @@
-"""Folder sync planning: which files are new, changed, unchanged or gone, from stat calls only.
+"""Folder sync: the plan (new, changed, unchanged or gone files, from stat calls only) and the run.
 
 Record ids for folder files are derived from the absolute path (`file:` + the path's
 SHA-256), so two identical files at different paths are two records, a file keeps its id
