@@ -22,8 +22,8 @@ from clip_multimodal.errors import (
     ReadOnlyIndexError,
 )
 from clip_multimodal.index import ImageIndex, describe_collection
+from clip_multimodal.index._chroma import hits_from_query, similarity
 from clip_multimodal.index._index import _chunk_size
-from clip_multimodal.index._records import hits_from_query, similarity
 from clip_multimodal.testing import FakeEncoder
 
 DIM = 32

@@ -79,7 +79,7 @@ def test_files_listed_by_the_scan_but_gone_before_the_read_are_gone_not_failed(
     stale_stat[never_indexed] = FileStat(never_indexed, 1, 1)
     (root / "img-002.png").unlink()
     monkeypatch.setattr(
-        "clip_multimodal.index._index.scan_folder",
+        "clip_multimodal.index._sync.scan_folder",
         lambda *args: sorted(stale_stat.values(), key=lambda f: f.uri),
     )
 

@@ -143,11 +143,9 @@ def open_index(
     args: argparse.Namespace, encoder: CLIPEncoder, *, read_only: bool = False
 ) -> ImageIndex:
     """The index the options name; `read_only` opens an existing one and never writes."""
-    from clip_multimodal.index import ImageIndex
+    from clip_multimodal.index import open_index as open_core_index
 
-    if read_only:
-        return ImageIndex.open_read_only(encoder, args.collection, **chroma_location(args))
-    return ImageIndex(encoder, args.collection, **chroma_location(args))
+    return open_core_index(encoder, args.collection, read_only=read_only, **chroma_location(args))
 
 
 def parse_where(text: str | None) -> dict[str, Any] | None:

@@ -5,11 +5,13 @@ Scores are cosine similarity, higher is better. `ImageIndex.open_read_only` sear
 collections other tools wrote; `describe_collection` reports what a collection holds, and
 `check_collection` whether its files are whole and a query reaches every record.
 Pipelines that embed elsewhere read inputs with `read_image_source` and store
-`ImageRecord`s through `ImageIndex.writer()`.
+`ImageRecord`s through `ImageIndex.writer()`. Front ends open the index their options name
+with `open_index`.
 """
 
 from clip_multimodal.index._bulk import ImageRecord, IndexWriter
-from clip_multimodal.index._index import ImageIndex
+from clip_multimodal.index._index import ImageIndex, open_index
+from clip_multimodal.index._ingest import per_input
 from clip_multimodal.index._names import check_collection_name
 from clip_multimodal.index._records import (
     RESERVED_KEYS,
@@ -40,5 +42,7 @@ __all__ = [
     "check_collection_name",
     "default_data_dir",
     "describe_collection",
+    "open_index",
+    "per_input",
     "read_image_source",
 ]

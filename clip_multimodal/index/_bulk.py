@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clip_multimodal.index._ingest import WriteBatch
+from clip_multimodal.index._records import IndexRecord
 from clip_multimodal.index._sources import ImageSource
 from clip_multimodal.index._writer import BackgroundWriter
 
@@ -79,5 +80,5 @@ class IndexWriter:
         batch = WriteBatch()
         for record, vector in zip(rows, vectors, strict=True):
             meta = dict(record.metadata)
-            batch.new.append((record.id, vector, meta, record.uri, record.document))
+            batch.new.append(IndexRecord(record.id, record.uri, meta, vector, record.document))
         self._writer.put(batch)

@@ -2,46 +2,38 @@
 
 from __future__ import annotations
 
-import io
 import os
-import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
-from clip_multimodal import images
-from clip_multimodal.errors import ImageLoadError, ReadOnlyIndexError
+from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
+from clip_multimodal.index._chroma import LockedCollection
 from clip_multimodal.index._health import StoreRef
-from clip_multimodal.index._ingest import CallState, Job, WriteBatch, ingest_chunk, lost_writes
+from clip_multimodal.index._ingest import (
+    CallState,
+    Job,
+    WriteBatch,
+    WritePolicy,
+    add_jobs,
+    embedding_batch,
+    ingest,
+)
 from clip_multimodal.index._lock import write_lock, writes
 from clip_multimodal.index._names import check_collection_name
-from clip_multimodal.index._records import (
-    IndexRecord,
-    IndexReport,
-    Metadata,
-    SearchHit,
-    hits_from_query,
-    merge_metadata,
-    uri_of,
-)
+from clip_multimodal.index._reader import IndexReader
+from clip_multimodal.index._records import IndexReport
 from clip_multimodal.index._repair import discard_collection
-from clip_multimodal.index._search import mmr_select
 from clip_multimodal.index._store import (
     DEFAULT_SERVER_TIMEOUT_S,
-    LockedCollection,
-    check_readable,
     client_for,
-    get_existing,
     open_collection,
+    open_existing,
 )
-from clip_multimodal.index._sync import DEFAULT_PATTERNS, file_id, plan_sync, scan_folder
+from clip_multimodal.index._sync import DEFAULT_PATTERNS, sync_folder
 from clip_multimodal.index._writer import BackgroundWriter
 from clip_multimodal.types import ImageInput
 
@@ -51,19 +43,17 @@ if TYPE_CHECKING:
 
     from clip_multimodal.types import Encoder
 
-__all__ = ["ImageIndex"]
+__all__ = ["ImageIndex", "open_index"]
 
-QueryType = Literal["auto", "text", "image"]
 Where = Mapping[str, Any]
 Progress = Callable[[int, int], None]
-Advance = Callable[[int], None]
 
 #: Default chunk bounds: at least 64 images (each chunk pays two store lookups), at most 512
 #: (a chunk's images are held in memory as read, before the model decodes them).
 _MIN_CHUNK, _MAX_CHUNK = 64, 512
 
 
-class ImageIndex:
+class ImageIndex(IndexReader):
     """One Chroma collection of image embeddings, kept in sync with folders and searched by
     text or by image.
 
@@ -177,18 +167,7 @@ class ImageIndex:
             >>> index = ImageIndex.open_read_only(CLIPEncoder(), "llama_images", "./chroma")
             >>> index.search("a dog on a beach", k=3)
         """
-        chroma: ClientAPI | None = None
-        if isinstance(collection, str):
-            check_collection_name(collection)
-            chroma = client_for(client, path, host, port)
-            found = get_existing(chroma, collection)
-        else:
-            if client is not None or path is not None or host is not None or port is not None:
-                raise ValueError(
-                    "a Chroma Collection brings its own client: pass no path, client, host or port"
-                )
-            found = collection
-        space = check_readable(found, encoder)
+        chroma, found, space = open_existing(encoder, collection, path, client, host, port)
         index = cls.__new__(cls)
         ref = StoreRef.of(chroma) if chroma is not None else None
         index._attach(encoder, chroma, found, space, read_only=True, ref=ref)
@@ -247,7 +226,7 @@ class ImageIndex:
         self._write_size = 1
         self._write_every_s = 1.0
         self._lock_timeout = 0.0
-        self._store = LockedCollection(collection, ref)  # every internal call goes through it
+        self._store = LockedCollection(collection, ref, space)  # every store call goes through it
 
     @property
     def read_only(self) -> bool:
@@ -295,16 +274,8 @@ class ImageIndex:
             An IndexReport; `ids` gives each input's record id (None where it failed), and
             `failed` each input that could not be read or decoded, with the reason.
         """
-        sources = _as_list(sources)
-        n = len(sources)
-        metas = _aligned("metadatas", metadatas, n)
-        docs = _aligned("documents", documents, n)
-        given = _aligned("ids", ids, n)
-        if ids is not None and len(set(given)) != n:
-            repeated = sorted(i for i, c in Counter(given).items() if c > 1)[:5]
-            raise ValueError(f"ids must be unique within one add call; repeated: {repeated}")
-        jobs = [Job(i, s, given[i], metas[i], docs[i]) for i, s in enumerate(sources)]
-        report = IndexReport(ids=[None] * n)
+        jobs = add_jobs(sources, metadatas, ids, documents)
+        report = IndexReport(ids=[None] * len(jobs))
         self._ingest(jobs, report, None)
         return report
 
@@ -336,18 +307,7 @@ class ImageIndex:
                 they are.
         """
         vectors = self._check_vectors(embeddings, len(ids))
-        n = len(ids)
-        uri_list = _aligned("uris", uris, n)
-        metas = _aligned("metadatas", metadatas, n)
-        docs = _aligned("documents", documents, n)
-        batch = WriteBatch()
-        for i, id_ in enumerate(ids):
-            own: Metadata = {"modality": modality}
-            if uri_list[i]:
-                own["uri"] = str(uri_list[i])
-            rows = batch.changed if replace else batch.new
-            rows.append((id_, vectors[i], merge_metadata(metas[i], own), uri_list[i], docs[i]))
-        self._write(batch)
+        self._write(embedding_batch(vectors, ids, uris, metadatas, documents, modality, replace))
 
     @contextmanager
     def writer(self) -> Iterator[IndexWriter]:
@@ -414,239 +374,20 @@ class ImageIndex:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
             reason) and embedded (how many images went through the model).
         """
-        root = Path(path).expanduser().absolute()
-        if not root.is_dir():
-            raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
-        folder = str(root)
-        files = scan_folder(root, recursive, patterns)
-        stored = self._folder_records(folder)
-        plan = plan_sync(files, stored, verify)
-        report = IndexReport(unchanged=len(plan.unchanged))
-        jobs = [
-            Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
-            for i, f in enumerate(plan.todo)
-        ]
-        report.ids = [None] * len(jobs)
-        with _progress(len(files), progress, callback) as advance:
-            advance(len(plan.unchanged))
-            state = self._ingest(jobs, report, advance)
-        stored_ids = {id_ for id_, _ in stored.values()}
-        # A file that vanished or stopped being an image must not stay searchable.
-        gone = plan.gone + [i for i in state.vanished_ids + state.failed_ids if i in stored_ids]
-        if gone:
-            # After the writes: a renamed file's record was rewritten from the old vector first.
-            self._store.delete(ids=gone)
-            report.removed = len(gone)
-        report.ids = []
-        return report
-
-    def _folder_records(self, folder: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
-        got = self._store.get(where={"folder": folder}, include=["metadatas"])
-        out: dict[str, tuple[str, Mapping[str, Any]]] = {}
-        for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
-            uri = uri_of(meta)
-            if uri is not None:
-                out[uri] = (id_, meta or {})
-        return out
+        return sync_folder(
+            path, recursive, patterns, verify, self._store, self._ingest, progress, callback
+        )
 
     def _ingest(
-        self, jobs: Sequence[Job], report: IndexReport, advance: Advance | None
+        self, jobs: Sequence[Job], report: IndexReport, advance: Callable[[int], None] | None
     ) -> CallState:
-        state = CallState()
-        pending, since = WriteBatch(), time.monotonic()
-        lost = [0, 0]  # new and changed records another process wrote first (a server)
-
-        def write(batch: WriteBatch) -> None:
-            self._write(batch)
-            for i, n in enumerate(lost_writes(self._store, batch, state.run)):
-                lost[i] += n
-
-        with BackgroundWriter[WriteBatch](write, WriteBatch.merged) as writer:
-            for start in range(0, len(jobs), self._chunk):
-                chunk = jobs[start : start + self._chunk]
-                pending = pending.merged(
-                    ingest_chunk(chunk, self._store, self.encoder, report, state)
-                )
-                age = time.monotonic() - since
-                if len(pending) >= self._write_size or (
-                    len(pending) and age >= self._write_every_s
-                ):
-                    writer.put(pending)
-                    pending, since = WriteBatch(), time.monotonic()
-                if advance is not None:
-                    advance(len(chunk))
-            if len(pending):
-                writer.put(pending)
-        report.added -= lost[0]
-        report.updated -= lost[1]
-        report.unchanged += lost[0] + lost[1]
-        return state
+        # The write settings are read per call: tests and tuning change them on the instance.
+        policy = WritePolicy(self._write, self._chunk, self._write_size, self._write_every_s)
+        return ingest(jobs, self._store, self.encoder, report, policy, advance)
 
     def _write(self, batch: WriteBatch) -> None:
-        # New ids use add (cheaper; a duplicate id from a racing writer is ignored by Chroma),
-        # changed ones upsert, touched ones update metadata only.
         self._check_writable("write to")
-        with self._store.lock:
-            for rows, method in (
-                (batch.new, self._store.add),
-                (batch.changed, self._store.upsert),
-            ):
-                for start in range(0, len(rows), self._max_batch):
-                    part = rows[start : start + self._max_batch]
-                    docs = [r[4] for r in part]
-                    method(
-                        ids=[r[0] for r in part],
-                        embeddings=np.stack([r[1] for r in part]),
-                        metadatas=[r[2] for r in part],
-                        uris=[r[3] for r in part],  # Chroma accepts None
-                        documents=docs if any(d is not None for d in docs) else None,
-                    )
-            for start in range(0, len(batch.refreshed), self._max_batch):
-                part_r = batch.refreshed[start : start + self._max_batch]
-                self._store.update(
-                    ids=[r[0] for r in part_r],
-                    metadatas=[r[1] for r in part_r],
-                )
-
-    # -- searching ----------------------------------------------------------------------
-
-    def embed_query(self, query: str | ImageInput, query_type: QueryType = "auto") -> np.ndarray:
-        """The query's vector: a text, or an image (see `search` for how `auto` decides)."""
-        if _is_text_query(query, query_type):
-            vectors = self.encoder.embed_texts([str(query)])
-        else:
-            try:
-                vectors = self.encoder.embed_images([query])
-            except ImageLoadError as exc:
-                if query_type == "auto" and isinstance(query, str):
-                    raise _read_as_image(exc) from exc
-                raise
-        return np.asarray(vectors[0], dtype=np.float32)
-
-    def search(
-        self,
-        query: str | ImageInput,
-        k: int = 4,
-        where: Where | None = None,
-        where_document: Where | None = None,
-        *,
-        query_type: QueryType = "auto",
-    ) -> list[SearchHit]:
-        """The k images closest to a text or an image, best first.
-
-        Args:
-            query: a text, or an image. With `query_type="auto"` a str that looks like a
-                path or URL is an image, which must load (`images.is_image_query` states the
-                rule: a URL or data: URI; a str starting with / \\ ./ ../ ~ or a drive;
-                ending with an image extension; one word holding / or \\; an existing file);
-                any other str is a text. Bytes, Path, PIL images and arrays are images.
-            k: how many hits.
-            where: a Chroma metadata filter, e.g. `{"mime": "image/png"}`.
-            where_document: a Chroma document filter, e.g. `{"$contains": "cat"}`.
-            query_type: "auto", or force "text" (say, to search for the words "AC/DC") or
-                "image" (say, for base64 image data).
-
-        Returns:
-            SearchHits; `score` is cosine similarity (from Chroma's distance, by the
-            collection's space).
-
-        Raises:
-            ImageLoadError: an image query, or a str read as one, cannot be loaded.
-        """
-        return self.search_by_vector(self.embed_query(query, query_type), k, where, where_document)
-
-    def search_by_vector(
-        self,
-        vector: np.ndarray | Sequence[float],
-        k: int = 4,
-        where: Where | None = None,
-        where_document: Where | None = None,
-    ) -> list[SearchHit]:
-        """The k records closest to a vector from this index's model, best first."""
-        if k < 1:
-            return []
-        result = self._store.query(
-            query_embeddings=[self._check_vectors([vector], 1)[0]],
-            n_results=k,
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris", "documents"],
-        )
-        return hits_from_query(result, self.space)
-
-    def max_marginal_relevance(
-        self,
-        query: str | ImageInput,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        where: Where | None = None,
-        where_document: Where | None = None,
-        *,
-        query_type: QueryType = "auto",
-    ) -> list[SearchHit]:
-        """Hits that are relevant and diverse: maximal marginal relevance over `fetch_k`.
-
-        `lambda_mult` is 1 for pure relevance, 0 for pure diversity. Scores stay the
-        cosine similarity to the query.
-        """
-        vector = self.embed_query(query, query_type)
-        return self.max_marginal_relevance_by_vector(
-            vector, k, fetch_k, lambda_mult, where, where_document
-        )
-
-    def max_marginal_relevance_by_vector(
-        self,
-        vector: np.ndarray | Sequence[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        where: Where | None = None,
-        where_document: Where | None = None,
-    ) -> list[SearchHit]:
-        """Like `max_marginal_relevance`, for a vector."""
-        if not 0.0 <= lambda_mult <= 1.0:
-            raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
-        if k < 1:
-            return []
-        query = self._check_vectors([vector], 1)[0]
-        result = self._store.query(
-            query_embeddings=[query],
-            n_results=max(k, fetch_k),
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "distances", "uris", "documents", "embeddings"],
-        )
-        hits = hits_from_query(result, self.space)
-        if not hits:
-            return []
-        candidates = np.asarray(result["embeddings"][0], dtype=np.float32)
-        return [hits[i] for i in mmr_select(query, candidates, k, lambda_mult)]
-
-    # -- records ------------------------------------------------------------------------
-
-    def get(self, ids: Sequence[str], *, include_embeddings: bool = False) -> list[IndexRecord]:
-        """The stored records of these ids, in the order asked (missing ids are left out)."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if not ids:
-            return []
-        include = ["metadatas", "uris", "documents"] + (
-            ["embeddings"] if include_embeddings else []
-        )
-        got = self._store.get(ids=list(ids), include=include)
-        embeddings = got.get("embeddings")
-        n = len(got["ids"])
-        none: list[Any] = [None] * n
-        metas: list[Any] = list(got["metadatas"] or none)
-        uris: list[Any] = list(got.get("uris") or none)
-        docs: list[Any] = list(got.get("documents") or none)
-        found: dict[str, IndexRecord] = {}
-        for row, id_ in enumerate(got["ids"]):
-            meta = dict(metas[row] or {})
-            vector = None if embeddings is None else np.asarray(embeddings[row], np.float32)
-            found[id_] = IndexRecord(id_, uri_of(meta, uris[row]), meta, vector, docs[row])
-        return [found[i] for i in ids if i in found]
+        self._store.write(batch.new, batch.changed, batch.refreshed, self._max_batch)
 
     @writes("delete from")
     def delete(self, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
@@ -655,27 +396,7 @@ class ImageIndex:
             raise ValueError("pass ids or where; to delete everything, drop the collection")
         if isinstance(ids, str):
             ids = [ids]
-        self._store.delete(
-            ids=list(ids) if ids is not None else None,
-            where=dict(where) if where else None,
-        )
-
-    def count(self) -> int:
-        """How many records the collection holds."""
-        return self._store.count()
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
-        array = np.asarray(vectors, dtype=np.float32)
-        dim = int(self.encoder.dim)
-        if array.ndim != 2 or array.shape != (n, dim):
-            raise ValueError(
-                f"expected {n} vector(s) of dim {dim} from model {self.encoder.model_id}, "
-                f"got shape {array.shape}"
-            )
-        norms = np.linalg.norm(array, axis=1, keepdims=True)
-        return np.asarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
+        self._store.delete(ids, where)
 
 
 def _chunk_size(encoder: Encoder, chunk_size: int | None) -> int:
@@ -688,63 +409,28 @@ def _chunk_size(encoder: Encoder, chunk_size: int | None) -> int:
     return chunk_size
 
 
-def _is_text_query(query: object, query_type: QueryType) -> bool:
-    if query_type not in ("auto", "text", "image"):
-        raise ValueError(f"query_type must be 'auto', 'text' or 'image', not {query_type!r}")
-    if query_type != "auto":
-        if query_type == "text" and not isinstance(query, str):
-            raise TypeError(f"a text query must be a str, got {type(query).__name__}")
-        return query_type == "text"
-    return isinstance(query, str) and not images.is_image_query(query)
+def open_index(
+    encoder: Encoder,
+    collection: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    client: ClientAPI | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    read_only: bool = False,
+) -> ImageIndex:
+    """The index that a front end's options name (the CLI's, the server's settings).
 
-
-def _read_as_image(exc: ImageLoadError) -> ImageLoadError:
-    """The load error of a str the query rule read as an image, saying how to search its words."""
-    return ImageLoadError(
-        exc.source,
-        f"{exc.reason}. A str that looks like a path or URL is read as an image; to search "
-        'for its words, pass query_type="text"',
-    )
-
-
-def _as_list(sources: Sequence[ImageInput]) -> list[ImageInput]:
-    single = (str, bytes, bytearray, os.PathLike, io.IOBase, Image.Image)
-    if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim < 4):
-        raise TypeError(f"pass a list of images, not one {type(sources).__name__}: add([image])")
-    return list(sources)
-
-
-def _aligned(name: str, values: Sequence[Any] | None, n: int) -> list[Any]:
-    if values is None:
-        return [None] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"{name} has {len(values)} entries for {n} inputs; give one per input")
-    return values
-
-
-@contextmanager
-def _progress(total: int, show: bool | None, callback: Progress | None) -> Iterator[Advance]:
-    """An `advance(n)` function that drives a tqdm bar and/or the caller's callback."""
-    if show is None:
-        show = sys.stderr.isatty()
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="img", desc="indexing", file=sys.stderr)
-    done = 0
-
-    def advance(n: int, _total: int = total) -> None:
-        nonlocal done
-        done += n
-        if bar is not None:
-            bar.update(n)
-        if callback is not None:
-            callback(done, _total)
-
-    try:
-        yield advance
-    finally:
-        if bar is not None:
-            bar.close()
+    The client given wins; else a Chroma server when host or port is set (then `path`, the
+    embedded default, is ignored); else an embedded Chroma at `path`. `read_only` opens an
+    existing collection with `ImageIndex.open_read_only` and never writes.
+    """
+    if client is not None:
+        where: dict[str, Any] = {"client": client}
+    elif host is not None or port is not None:
+        where = {"host": host, "port": port}
+    else:
+        where = {"path": path}
+    if read_only:
+        return ImageIndex.open_read_only(encoder, collection, **where)
+    return ImageIndex(encoder, collection, **where)

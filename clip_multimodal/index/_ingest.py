@@ -9,30 +9,47 @@ complete records only; the re-run finds them stored and skips them.
 
 from __future__ import annotations
 
+import io
 import os
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.index._records import (
     RUN_KEY,
     FailedItem,
+    IndexRecord,
     IndexReport,
     Metadata,
     merge_metadata,
 )
 from clip_multimodal.index._sources import ImageSource, read_many
+from clip_multimodal.index._writer import BackgroundWriter
 from clip_multimodal.types import ImageInput
 
 if TYPE_CHECKING:
-    from clip_multimodal.index._store import LockedCollection
+    from clip_multimodal.index._chroma import LockedCollection
     from clip_multimodal.types import Encoder
 
-__all__ = ["CallState", "Job", "WriteBatch", "ingest_chunk", "lost_writes"]
+__all__ = [
+    "CallState",
+    "Job",
+    "WriteBatch",
+    "WritePolicy",
+    "add_jobs",
+    "embedding_batch",
+    "ingest",
+    "ingest_chunk",
+    "lost_writes",
+    "per_input",
+]
 
 _RECENT_VECTORS = 8192  # content vectors kept per call: 16 MiB at 512-d
 
@@ -55,12 +72,8 @@ class WriteBatch:
     """Records ready to store: `add` for new ids, `upsert` for changed ones, `update` for
     metadata-only refreshes (a touched file, a re-tagged folder)."""
 
-    new: list[tuple[str, np.ndarray, Metadata, str | None, str | None]] = field(
-        default_factory=list
-    )
-    changed: list[tuple[str, np.ndarray, Metadata, str | None, str | None]] = field(
-        default_factory=list
-    )
+    new: list[IndexRecord] = field(default_factory=list)
+    changed: list[IndexRecord] = field(default_factory=list)
     refreshed: list[tuple[str, Metadata]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -116,7 +129,7 @@ def ingest_chunk(
     """Prepare one chunk's records and update `report`; the caller writes the batch."""
     seen = state.seen
     ready = _read(jobs, report, state)
-    stored = _stored_metadata(collection, [r.id for r in ready])
+    stored = collection.metadata([r.id for r in ready])
     batch = WriteBatch()
     to_embed: list[_Ready] = []
     for item in ready:
@@ -135,7 +148,7 @@ def ingest_chunk(
         if vector is None:
             report.ids[item.job.position] = None
             continue
-        record = (item.id, vector, item.metadata, item.source.uri, item.job.document)
+        record = IndexRecord(item.id, item.source.uri, item.metadata, vector, item.job.document)
         if item.stored is None:
             batch.new.append(record)
             report.added += 1
@@ -170,14 +183,6 @@ def _note_unread(job: Job, error: ImageLoadError, report: IndexReport, state: Ca
     report.failed.append(FailedItem(error.source, error.reason))
     if job.id is not None:
         state.failed_ids.append(job.id)
-
-
-def _stored_metadata(collection: LockedCollection, ids: list[str]) -> dict[str, Mapping[str, Any]]:
-    if not ids:
-        return {}
-    got = collection.get(ids=list(dict.fromkeys(ids)), include=["metadatas"])
-    metas = got["metadatas"] or [{}] * len(got["ids"])
-    return {id_: dict(meta or {}) for id_, meta in zip(got["ids"], metas, strict=True)}
 
 
 def _same_content(item: _Ready) -> bool:
@@ -237,22 +242,128 @@ def lost_writes(collection: LockedCollection, batch: WriteBatch, run: str) -> tu
         if not rows:
             lost.append(0)
             continue
-        got = collection.get(ids=[r[0] for r in rows], include=["metadatas"])
-        metas = got["metadatas"] or []
-        lost.append(len(rows) - sum(1 for m in metas if (m or {}).get(RUN_KEY) == run))
+        stored = collection.metadata([r.id for r in rows])
+        lost.append(len(rows) - sum(1 for m in stored.values() if m.get(RUN_KEY) == run))
     return lost[0], lost[1]
 
 
 def _stored_vectors(collection: LockedCollection, hashes: list[str]) -> dict[str, np.ndarray]:
-    where: Any = {"sha256": {"$in": hashes}}
-    got = collection.get(where=where, include=["embeddings", "metadatas"])
-    embeddings = got["embeddings"]
-    if embeddings is None or len(got["ids"]) == 0:
-        return {}
-    metas = got["metadatas"] or []
+    where = {"sha256": {"$in": hashes}}
     out: dict[str, np.ndarray] = {}
-    for meta, vector in zip(metas, embeddings, strict=True):
-        sha = (meta or {}).get("sha256")
-        if isinstance(sha, str):
-            out[sha] = np.asarray(vector, dtype=np.float32)
+    for record in collection.records(where=where, vectors=True, texts=False):
+        sha = record.metadata.get("sha256")
+        if isinstance(sha, str) and record.embedding is not None:
+            out[sha] = record.embedding
     return out
+
+
+def ingest(
+    jobs: Sequence[Job],
+    collection: LockedCollection,
+    encoder: Encoder,
+    report: IndexReport,
+    policy: WritePolicy,
+    advance: Callable[[int], None] | None = None,
+) -> CallState:
+    """Run jobs chunk by chunk, gathering finished chunks into writes of up to
+    `policy.size` records or `policy.every_s` seconds, written while the next chunk embeds."""
+    state = CallState()
+    pending, since = WriteBatch(), time.monotonic()
+    lost = [0, 0]  # new and changed records another process wrote first (a server)
+
+    def write(batch: WriteBatch) -> None:
+        policy.write(batch)
+        for i, n in enumerate(lost_writes(collection, batch, state.run)):
+            lost[i] += n
+
+    with BackgroundWriter[WriteBatch](write, WriteBatch.merged) as writer:
+        for start in range(0, len(jobs), policy.chunk):
+            chunk = jobs[start : start + policy.chunk]
+            pending = pending.merged(ingest_chunk(chunk, collection, encoder, report, state))
+            age = time.monotonic() - since
+            if len(pending) >= policy.size or (len(pending) and age >= policy.every_s):
+                writer.put(pending)
+                pending, since = WriteBatch(), time.monotonic()
+            if advance is not None:
+                advance(len(chunk))
+        if len(pending):
+            writer.put(pending)
+    report.added -= lost[0]
+    report.updated -= lost[1]
+    report.unchanged += lost[0] + lost[1]
+    return state
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """How one ingest call writes: `write` stores a batch; chunks of `chunk` inputs are
+    gathered into writes of up to `size` records or `every_s` seconds of work."""
+
+    write: Callable[[WriteBatch], None]
+    chunk: int
+    size: int
+    every_s: float
+
+
+def add_jobs(
+    sources: Sequence[ImageInput],
+    metadatas: Sequence[Mapping[str, Any] | None] | None,
+    ids: Sequence[str] | None,
+    documents: Sequence[str | None] | None,
+) -> list[Job]:
+    """The jobs of one `ImageIndex.add` call, its per-input lists checked against the inputs."""
+    sources = _as_list(sources)
+    n = len(sources)
+    metas = per_input("metadatas", metadatas, n)
+    docs = per_input("documents", documents, n)
+    given = per_input("ids", ids, n)
+    if ids is not None and len(set(given)) != n:
+        repeated = sorted(i for i, c in Counter(given).items() if c > 1)[:5]
+        raise ValueError(f"ids must be unique within one add call; repeated: {repeated}")
+    return [Job(i, s, given[i], metas[i], docs[i]) for i, s in enumerate(sources)]
+
+
+def embedding_batch(
+    vectors: np.ndarray,
+    ids: Sequence[str],
+    uris: Sequence[str | None] | None,
+    metadatas: Sequence[Mapping[str, Any] | None] | None,
+    documents: Sequence[str | None] | None,
+    modality: str,
+    replace: bool,
+) -> WriteBatch:
+    """The write of `ImageIndex.add_embeddings`: checked vectors with their per-input lists."""
+    n = len(ids)
+    uri_list = per_input("uris", uris, n)
+    metas = per_input("metadatas", metadatas, n)
+    docs = per_input("documents", documents, n)
+    batch = WriteBatch()
+    for i, id_ in enumerate(ids):
+        own: Metadata = {"modality": modality}
+        if uri_list[i]:
+            own["uri"] = str(uri_list[i])
+        rows = batch.changed if replace else batch.new
+        meta = merge_metadata(metas[i], own)
+        rows.append(IndexRecord(id_, uri_list[i], meta, vectors[i], docs[i]))
+    return batch
+
+
+def per_input(name: str, values: Sequence[Any] | None, n: int, unit: str = "input") -> list[Any]:
+    """One value per input: `values` as a list, or None for each when not given.
+
+    Raises:
+        ValueError: `values` has another length than `n`, naming `name` and the counts.
+    """
+    if values is None:
+        return [None] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} {unit}s; give one per {unit}")
+    return values
+
+
+def _as_list(sources: Sequence[ImageInput]) -> list[ImageInput]:
+    single = (str, bytes, bytearray, os.PathLike, io.IOBase, Image.Image)
+    if isinstance(sources, single) or (isinstance(sources, np.ndarray) and sources.ndim < 4):
+        raise TypeError(f"pass a list of images, not one {type(sources).__name__}: add([image])")
+    return list(sources)

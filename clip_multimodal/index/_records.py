@@ -64,7 +64,8 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class IndexRecord:
-    """One stored record, as `ImageIndex.get` returns it (embedding only when asked for)."""
+    """One stored record, as `ImageIndex.get` returns it (embedding only when asked for), and
+    as the index hands it to the store to write."""
 
     id: str
     uri: str | None
@@ -132,44 +133,3 @@ def uri_of(metadata: Mapping[str, Any] | None, uri: str | None = None) -> str | 
         return uri
     value = (metadata or {}).get("uri")
     return value if isinstance(value, str) and value else None
-
-
-#: Chroma's distance spaces.
-SPACES = ("cosine", "ip", "l2")
-
-
-def similarity(distance: float, space: str) -> float:
-    """Cosine similarity from a Chroma distance between unit vectors.
-
-    Chroma's cosine distance is `1 - cos` and its ip distance `1 - dot` (the cosine for unit
-    vectors); its l2 is squared, `|a - b|^2 = 2 - 2 cos` for unit vectors.
-    """
-    if space == "l2":
-        return 1.0 - float(distance) / 2.0
-    if space in ("cosine", "ip"):
-        return 1.0 - float(distance)
-    raise ValueError(f"unknown Chroma space {space!r}; expected one of {SPACES}")
-
-
-def hits_from_query(result: Mapping[str, Any], space: str = "cosine") -> list[SearchHit]:
-    """Turn the first row of a Chroma query result into hits, scored as cosine similarity
-    from the collection's distance `space` (see `similarity`)."""
-    ids: list[str] = result["ids"][0]
-    distances = result["distances"][0]
-    metadatas, uris, documents = (_column(result, key, len(ids)) for key in _COLUMNS)
-    return [
-        SearchHit(id_, uri_of(meta, uri), similarity(dist, space), dict(meta or {}), doc)
-        for id_, dist, meta, uri, doc in zip(
-            ids, distances, metadatas, uris, documents, strict=True
-        )
-    ]
-
-
-_COLUMNS = ("metadatas", "uris", "documents")
-
-
-def _column(result: Mapping[str, Any], key: str, n: int) -> list[Any]:
-    """The first row of an optional result column; None for each hit where it is missing."""
-    rows = result.get(key)
-    row = rows[0] if rows else None
-    return list(row) if row is not None else [None] * n

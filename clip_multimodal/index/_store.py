@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +14,16 @@ from clip_multimodal.errors import (
     IndexNotFoundError,
     IndexUnavailableError,
 )
+from clip_multimodal.index._chroma import SPACES
 from clip_multimodal.index._health import (
     StoreRef,
     damaged,
     forget_client,
-    full_query,
     guarded,
     store_files_problem,
 )
 from clip_multimodal.index._lock import open_lock
-from clip_multimodal.index._records import SPACES
+from clip_multimodal.index._names import check_collection_name
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -37,7 +36,6 @@ __all__ = [
     "DIM_KEY",
     "MODEL_ID_KEY",
     "CollectionInfo",
-    "LockedCollection",
     "check_readable",
     "client_for",
     "collection_space",
@@ -46,6 +44,7 @@ __all__ = [
     "get_existing",
     "make_client",
     "open_collection",
+    "open_existing",
 ]
 
 MODEL_ID_KEY = "clip_multimodal:model_id"
@@ -259,6 +258,31 @@ def get_existing(client: ClientAPI, name: str) -> Collection:
         ) from exc
 
 
+def open_existing(
+    encoder: Encoder,
+    collection: str | Collection,
+    path: str | os.PathLike[str] | None,
+    client: ClientAPI | None,
+    host: str | None,
+    port: int | None,
+) -> tuple[ClientAPI | None, Collection, str]:
+    """A collection to read, whoever wrote it: (its client, or None for a Collection object
+    given, which brings its own; the collection; its distance space), checked by
+    `check_readable`."""
+    chroma: ClientAPI | None = None
+    if isinstance(collection, str):
+        check_collection_name(collection)
+        chroma = client_for(client, path, host, port)
+        found = get_existing(chroma, collection)
+    else:
+        if client is not None or path is not None or host is not None or port is not None:
+            raise ValueError(
+                "a Chroma Collection brings its own client: pass no path, client, host or port"
+            )
+        found = collection
+    return chroma, found, check_readable(found, encoder)
+
+
 def check_readable(collection: Collection, encoder: Encoder) -> str:
     """Check that the encoder can search a collection opened read-only; return its space.
 
@@ -356,54 +380,3 @@ def describe_collection(
     space = collection_space(found, default="l2" if model_id is None else "cosine")
     count = guarded(found.count, StoreRef.of(client))
     return CollectionInfo(collection, count, str(model_id) if model_id else None, dim, space)
-
-
-class LockedCollection:
-    """A collection whose every call holds one lock and goes through `guarded`.
-
-    Chroma 1.5's local HNSW segment is not safe under concurrent reads and writes (a read
-    racing the first flush fails with "Error creating hnsw segment reader: Nothing found on
-    disk", chroma-core/chroma#4212), so the index serializes its own calls. Calls are
-    milliseconds; embedding, the slow part, runs outside the lock. `guarded` retries passing
-    race errors and turns damage and timeouts into errors that name `ref` and the fix.
-    """
-
-    def __init__(self, collection: Collection, ref: StoreRef | None = None) -> None:
-        self.collection = collection
-        self.ref = ref or StoreRef()
-        self.lock = threading.RLock()
-
-    def _call(self, method: str, kwargs: dict[str, Any]) -> Any:
-        with self.lock:
-            return guarded(lambda: getattr(self.collection, method)(**kwargs), self.ref)
-
-    def get(self, **kwargs: Any) -> Any:
-        return self._call("get", kwargs)
-
-    def query(self, **kwargs: Any) -> Any:
-        """Unfiltered, a query must reach min(n_results, count) records: a short answer
-        means the vector index lost records, and raises IndexDamagedError."""
-        if kwargs.get("where") or kwargs.get("where_document"):
-            return self._call("query", kwargs)  # a filter may match fewer: nothing to check
-        return full_query(
-            lambda: self._call("query", kwargs),
-            int(kwargs["n_results"]),
-            self.count,
-            self.ref,
-            self.collection.name,
-        )
-
-    def add(self, **kwargs: Any) -> None:
-        self._call("add", kwargs)
-
-    def upsert(self, **kwargs: Any) -> None:
-        self._call("upsert", kwargs)
-
-    def update(self, **kwargs: Any) -> None:
-        self._call("update", kwargs)
-
-    def delete(self, **kwargs: Any) -> None:
-        self._call("delete", kwargs)
-
-    def count(self) -> int:
-        return int(self._call("count", {}))

@@ -1,4 +1,4 @@
-"""Folder sync planning: which files are new, changed, unchanged or gone, from stat calls only.
+"""Folder sync: the plan (new, changed, unchanged or gone files, from stat calls only) and the run.
 
 Record ids for folder files are derived from the absolute path (`file:` + the path's
 SHA-256), so two identical files at different paths are two records, a file keeps its id
@@ -10,14 +10,34 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.images import IMAGE_PATTERNS
+from clip_multimodal.index._ingest import CallState, Job
+from clip_multimodal.index._records import IndexReport
 
-__all__ = ["DEFAULT_PATTERNS", "FileStat", "SyncPlan", "file_id", "plan_sync", "scan_folder"]
+if TYPE_CHECKING:
+    from clip_multimodal.index._chroma import LockedCollection
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "FileStat",
+    "SyncPlan",
+    "file_id",
+    "plan_sync",
+    "scan_folder",
+    "sync_folder",
+]
+
+Progress = Callable[[int, int], None]
+Advance = Callable[[int], None]
+#: Runs jobs into a report (`ImageIndex._ingest`), advancing the progress as chunks finish.
+Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 
 DEFAULT_PATTERNS = IMAGE_PATTERNS  # the image extensions the query rule also knows
 
@@ -107,3 +127,72 @@ def plan_sync(
 
 def _same_stat(meta: Mapping[str, Any], f: FileStat) -> bool:
     return meta.get("mtime_ns") == f.mtime_ns and meta.get("size") == f.size
+
+
+def sync_folder(
+    path: str | os.PathLike[str],
+    recursive: bool,
+    patterns: Sequence[str],
+    verify: bool,
+    collection: LockedCollection,
+    ingest: Ingest,
+    progress: bool | None,
+    callback: Progress | None,
+) -> IndexReport:
+    """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone."""
+    root = Path(path).expanduser().absolute()
+    if not root.is_dir():
+        raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
+    folder = str(root)
+    files = scan_folder(root, recursive, patterns)
+    stored = {
+        r.uri: (r.id, r.metadata)
+        for r in collection.records(where={"folder": folder}, texts=False)
+        if r.uri is not None
+    }
+    plan = plan_sync(files, stored, verify)
+    report = IndexReport(unchanged=len(plan.unchanged))
+    jobs = [
+        Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
+        for i, f in enumerate(plan.todo)
+    ]
+    report.ids = [None] * len(jobs)
+    with _progress(len(files), progress, callback) as advance:
+        advance(len(plan.unchanged))
+        state = ingest(jobs, report, advance)
+    stored_ids = {id_ for id_, _ in stored.values()}
+    # A file that vanished or stopped being an image must not stay searchable.
+    gone = plan.gone + [i for i in state.vanished_ids + state.failed_ids if i in stored_ids]
+    if gone:
+        # After the writes: a renamed file's record was rewritten from the old vector first.
+        collection.delete(ids=gone)
+        report.removed = len(gone)
+    report.ids = []
+    return report
+
+
+@contextmanager
+def _progress(total: int, show: bool | None, callback: Progress | None) -> Iterator[Advance]:
+    """An `advance(n)` function that drives a tqdm bar and/or the caller's callback."""
+    if show is None:
+        show = sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="img", desc="indexing", file=sys.stderr)
+    done = 0
+
+    def advance(n: int, _total: int = total) -> None:
+        nonlocal done
+        done += n
+        if bar is not None:
+            bar.update(n)
+        if callback is not None:
+            callback(done, _total)
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.close()

@@ -68,20 +68,19 @@ class Service:
     # -- the index ------------------------------------------------------------------------
 
     def _open_index(self) -> ImageIndex:
-        from clip_multimodal.index import ImageIndex
+        from clip_multimodal.index import open_index
 
         with self._index_lock:
             if self._index is None:
                 s = self.settings
-                if self._client is not None:
-                    self._index = ImageIndex(self.encoder, s.collection, client=self._client)
-                elif s.chroma_host is not None or s.chroma_port is not None:
-                    self._index = ImageIndex(
-                        self.encoder, s.collection, host=s.chroma_host, port=s.chroma_port
-                    )
-                else:
-                    path = s.resolved_data_dir() / "chroma"
-                    self._index = ImageIndex(self.encoder, s.collection, path=path)
+                self._index = open_index(
+                    self.encoder,
+                    s.collection,
+                    path=s.resolved_data_dir() / "chroma",
+                    client=self._client,
+                    host=s.chroma_host,
+                    port=s.chroma_port,
+                )
             return self._index
 
     async def index(self) -> ImageIndex:

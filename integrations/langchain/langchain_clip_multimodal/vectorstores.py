@@ -13,7 +13,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
-from clip_multimodal.index import ImageIndex, SearchHit
+from clip_multimodal.index import ImageIndex, SearchHit, per_input
 from langchain_clip_multimodal._documents import TEXT, record_document
 from langchain_clip_multimodal._encoder import encoder_for
 from langchain_clip_multimodal.embeddings import CLIPEmbeddings
@@ -224,8 +224,8 @@ class CLIPChroma(VectorStore):
         _no_extra(kwargs, "add_texts")
         texts = list(texts)
         n = len(texts)
-        metas = _aligned("metadatas", metadatas, n)
-        id_list = [i or str(uuid.uuid4()) for i in _aligned("ids", ids, n)]
+        metas = per_input("metadatas", metadatas, n, "text")
+        id_list = [i or str(uuid.uuid4()) for i in per_input("ids", ids, n, "text")]
         if n:
             vectors = self._embedding.embed_documents(texts)
             self.index.add_embeddings(
@@ -571,14 +571,6 @@ def _check_same_model(embeddings: Embeddings, index: ImageIndex) -> None:
             f"embedding_function uses model {model_id}, but the index holds vectors of "
             f"{index.encoder.model_id}; leave embedding_function out to use the index's model"
         )
-
-
-def _aligned(name: str, values: Sequence[Any] | None, n: int) -> list[Any]:
-    if values is None:
-        return [None] * n
-    if len(values) != n:
-        raise ValueError(f"{name} has {len(values)} entries for {n} texts; give one per text")
-    return list(values)
 
 
 def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
