@@ -275,7 +275,8 @@ def _readme_clone_commands() -> list[list[str]]:
     """The README's `pip install .` lines (from a clone), as argument lists."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     install = text[text.index("## Install") : text.index("## Python")]
-    commands = [shlex.split(line.split("#")[0]) for line in install.splitlines()]
+    lines = install.replace("\\\n", " ").splitlines()  # a trailing backslash continues the line
+    commands = [shlex.split(line.split("#")[0]) for line in lines]
     return [c[2:] for c in commands if c[:2] == ["pip", "install"] and c[2:3] and c[2][0] == "."]
 
 

@@ -35,10 +35,10 @@ def _pyproject(kind: str) -> dict:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("folder", ["", "{kind}"])
-def test_no_init_above_the_packages(kind: str, folder: str) -> None:
+def test_no_init_above_the_packages(kind: str) -> None:
     """An __init__.py here would shadow llama-index-core's `llama_index` namespace."""
-    assert not (ROOT / kind / "llama_index" / folder.format(kind=kind) / "__init__.py").exists()
+    for folder in (ROOT / kind / "llama_index", ROOT / kind / "llama_index" / kind):
+        assert not (folder / "__init__.py").exists(), folder
 
 
 @pytest.mark.parametrize("kind", KINDS)
