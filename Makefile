@@ -5,20 +5,23 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-PKGS   := -e ".[all]" -e "integrations/langchain[chroma]" -e "integrations/llama-index[chroma]"
+# The LlamaIndex adapter is one distribution per namespace, as on LlamaHub.
+LLAMA  := integrations/llama-index/embeddings integrations/llama-index/retrievers integrations/llama-index/readers
+PKGS   := -e ".[all]" -e "integrations/langchain[chroma]" -e "integrations/llama-index/embeddings[chroma]" \
+          -e integrations/llama-index/retrievers -e integrations/llama-index/readers
 
 .PHONY: install demo test test-fast fuzz lint format bench demo-model clean chromium dist
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt requirements-dev.txt integrations/langchain/pyproject.toml integrations/llama-index/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt requirements-dev.txt integrations/langchain/pyproject.toml $(LLAMA:=/pyproject.toml)
 	@echo "==> [1/5] Creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> [2/5] Upgrading pip"
 	$(PIP) install -q --upgrade pip
 	@echo "==> [3/5] Installing torch and torchvision: large (on Linux ~3 GB to download with the CUDA libraries, ~5.5 GB on disk); several minutes"
 	$(PIP) install -c constraints.txt torch torchvision
-	@echo "==> [4/5] Installing clip-multimodal and both integrations (editable), chromadb, LangChain, LlamaIndex and the test tools (a few hundred MB)"
+	@echo "==> [4/5] Installing clip-multimodal and the integrations (editable), chromadb, LangChain, LlamaIndex and the test tools (a few hundred MB)"
 	$(PIP) install -c constraints.txt $(PKGS) -r requirements-dev.txt
 	@echo "==> [5/5] Installing the animal-mnist data (without its tensorflow dependency)"
 	# animal-mnist declares tensorflow but its data needs none: take the data only.
@@ -47,12 +50,12 @@ chromium:
 	  exit 1; \
 	fi
 
-# Wheels and sdists of the three distributions, for `pip install --find-links dist ...`.
+# Wheels and sdists of the five distributions, for `pip install --find-links dist ...`.
 dist: $(STAMP)
 	rm -rf dist
-	$(PY) -m build --outdir dist .
-	$(PY) -m build --outdir dist integrations/langchain
-	$(PY) -m build --outdir dist integrations/llama-index
+	for project in . integrations/langchain $(LLAMA); do \
+	  $(PY) -m build --outdir dist $$project || exit 1; \
+	done
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not browser"
@@ -68,7 +71,7 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy clip_multimodal integrations/langchain/langchain_clip_multimodal integrations/llama-index/llama_index
+	$(VENV)/bin/mypy clip_multimodal integrations/langchain/langchain_clip_multimodal $(LLAMA:=/llama_index)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -1,4 +1,4 @@
-"""The user's path: build the three wheels, install them into a fresh virtualenv, use them there.
+"""The user's path: build the five wheels, install them into a fresh virtualenv, use them there.
 
 The virtualenv gets torch and torchvision (and what they require) as hardlinked copies of the
 files this interpreter's environment installed from constraints.txt: pip would re-extract
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -30,16 +31,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "wheel_scripts"
-PROJECTS = [ROOT, ROOT / "integrations" / "langchain", ROOT / "integrations" / "llama-index"]
+LLAMA_KINDS = ["embeddings", "retrievers", "readers"]  # one distribution per namespace
+PROJECTS = [
+    ROOT,
+    ROOT / "integrations" / "langchain",
+    *(ROOT / "integrations" / "llama-index" / kind for kind in LLAMA_KINDS),
+]
 # What the README tells a user to install from the built wheels (plus mypy, for the types).
 USER_INSTALL = [
     "clip-multimodal[datasets]",
     "langchain-clip-multimodal[chroma]",
-    "llama-index-clip-multimodal[chroma]",
+    "llama-index-embeddings-clip-multimodal[chroma]",
+    "llama-index-retrievers-clip-multimodal",
+    "llama-index-readers-clip-multimodal",
     "mypy",
 ]
-SOURCE_DIRS = [ROOT, *PROJECTS[1:]]
-DISTRIBUTIONS = ["clip-multimodal", "langchain-clip-multimodal", "llama-index-clip-multimodal"]
+SOURCE_DIRS = [ROOT, *PROJECTS[1:], ROOT / "integrations" / "llama-index"]
+DISTRIBUTIONS = [
+    "clip-multimodal",
+    "langchain-clip-multimodal",
+    *(f"llama-index-{kind}-clip-multimodal" for kind in LLAMA_KINDS),
+]
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> str:
@@ -182,10 +194,10 @@ def test_wheels_hold_the_packages_typed_and_licensed(user_venv: UserVenv) -> Non
     typed = {
         "clip-multimodal": ["clip_multimodal/py.typed"],
         "langchain-clip-multimodal": ["langchain_clip_multimodal/py.typed"],
-        "llama-index-clip-multimodal": [
-            f"llama_index/{kind}/clip_multimodal/py.typed"
-            for kind in ("embeddings", "retrievers", "readers")
-        ],
+        **{
+            f"llama-index-{kind}-clip-multimodal": [f"llama_index/{kind}/clip_multimodal/py.typed"]
+            for kind in LLAMA_KINDS
+        },
     }
     for name, dist in dists.items():
         files = set(dist["files"])
@@ -263,8 +275,15 @@ def _readme_clone_commands() -> list[list[str]]:
     """The README's `pip install .` lines (from a clone), as argument lists."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     install = text[text.index("## Install") : text.index("## Python")]
-    commands = [shlex.split(line.split("#")[0]) for line in install.splitlines()]
+    lines = install.replace("\\\n", " ").splitlines()  # a trailing backslash continues the line
+    commands = [shlex.split(line.split("#")[0]) for line in lines]
     return [c[2:] for c in commands if c[:2] == ["pip", "install"] and c[2:3] and c[2][0] == "."]
+
+
+def _project_name(arg: str) -> str:
+    """The distribution that a `pip install` argument such as `"./integrations/x[chroma]"` names."""
+    pyproject = ROOT / arg.split("[")[0] / "pyproject.toml"
+    return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["name"])
 
 
 def test_readme_clone_commands_install(user_venv: UserVenv) -> None:
@@ -275,12 +294,11 @@ def test_readme_clone_commands_install(user_venv: UserVenv) -> None:
     """
     commands = _readme_clone_commands()
     assert len(commands) == 3, commands
+    assert {_project_name(a) for c in commands for a in c} == set(DISTRIBUTIONS), commands
     pip = [user_venv.python, "-m", "pip"]
     for args in commands:
         user_venv.run(*pip, "uninstall", "-y", *DISTRIBUTIONS)
         _run([*pip, "install", "--no-compile", *args], ROOT, user_venv.env)
         listed = json.loads(user_venv.run(*pip, "list", "--format", "json"))
-        wanted = {"clip-multimodal"} | {
-            f"{Path(a.split('[')[0]).name}-clip-multimodal" for a in args if "integrations" in a
-        }
+        wanted = {_project_name(a) for a in args}
         assert wanted <= {item["name"] for item in listed}, (args, listed)

@@ -15,6 +15,7 @@ import chromadb
 import llama_index.core
 import llama_index.embeddings.clip_multimodal as embeddings_module
 import llama_index.readers.clip_multimodal as readers_module
+import llama_index.retrievers.clip_multimodal as retrievers_module
 from llama_index.core import SimpleDirectoryReader, StorageContext
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
@@ -51,7 +52,8 @@ hits = {
     query: [str(hit.node.image_path) for hit in retriever.text_to_image_retrieve(query)]  # type: ignore[attr-defined]
     for query in QUERIES
 }
-modules = [llama_index.core, embeddings_module, readers_module, chromadb]
+# Where each of the three LlamaIndex distributions is imported from: the venv, as the rest.
+modules = [llama_index.core, embeddings_module, readers_module, retrievers_module, chromadb]
 print(
     json.dumps(
         {

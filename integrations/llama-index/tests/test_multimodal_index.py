@@ -17,26 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llama_index.core import Document, SimpleDirectoryReader, StorageContext
+from llama_index.core import StorageContext
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import (
-    ImageDocument,
     ImageNode,
-    MetadataMode,
     NodeWithScore,
     TextNode,
 )
 from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
-from llama_index.readers.clip_multimodal import FolderReader, content_node_id, image_file_extractor
+from llama_index.readers.clip_multimodal import FolderReader, content_node_id
 from llama_index.retrievers.clip_multimodal import CLIPImageRetriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from clip_multimodal.datasets import animal_query, digit_query
 from examples.llamaindex_multimodal_rag import EchoMultiModalLLM
-
-NOTES = {"digits-note.txt", "animals-note.txt"}  # the notes conftest writes into mixed_dir
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COSINE = {"hnsw": {"space": "cosine"}}
@@ -77,23 +73,6 @@ def _name(hit: NodeWithScore) -> str:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# -- reading the mixed folder --------------------------------------------------------------
-
-
-def test_reader_gives_image_documents_by_path(mixed_dir: Path) -> None:
-    documents = SimpleDirectoryReader(
-        str(mixed_dir), recursive=True, file_extractor=image_file_extractor()
-    ).load_data()
-    images = [d for d in documents if isinstance(d, ImageDocument)]
-    texts = [d for d in documents if not isinstance(d, ImageDocument)]
-    assert len(images) == len(list(mixed_dir.rglob("*.png")))
-    assert len(texts) == len(list(mixed_dir.glob("*.txt")))
-    for document in images:
-        assert Path(str(document.image_path)).is_file()
-        assert document.image is None  # no base64 copy of the file in the docstore
-        assert document.metadata["file_path"] == document.image_path
 
 
 def test_both_stores_hold_their_nodes(index: Any, mixed_dir: Path) -> None:
@@ -341,69 +320,3 @@ def test_node_ids_come_from_file_content(
     assert stored["ids"] == [core_id]
     note = next(mixed_dir.glob("*.txt"))
     assert index.vector_store.client.get(ids=[_sha(note)])["ids"] == [_sha(note)]
-
-
-# -- FolderReader ------------------------------------------------------------------------------
-
-
-def test_folder_reader_reads_a_folder_under_a_hidden_one(tmp_path: Path, mixed_dir: Path) -> None:
-    """`make demo` writes to .data/: the folder's own path may be hidden."""
-    folder = tmp_path / ".data" / "demo-images"
-    shutil.copytree(mixed_dir, folder)
-    (folder / ".cache").mkdir()
-    shutil.copy(next(folder.rglob("*.png")), folder / ".cache" / "thumb.png")
-    (folder / ".hidden-note.txt").write_text("not a note", encoding="utf-8")
-    documents = FolderReader().load_data(folder)
-    images = [d for d in documents if isinstance(d, ImageDocument)]
-    texts = [d for d in documents if not isinstance(d, ImageDocument)]
-    assert len(images) == len(list(mixed_dir.rglob("*.png")))
-    assert sorted(Path(d.metadata["file_path"]).name for d in texts) == sorted(NOTES)
-    assert not any("/." in d.metadata["file_path"].split(".data", 1)[1] for d in documents)
-    with pytest.raises(ValueError, match="No files found"):  # what SimpleDirectoryReader does
-        SimpleDirectoryReader(str(folder), recursive=True).load_data()
-
-
-def test_folder_reader_documents(mixed_dir: Path) -> None:
-    documents = FolderReader().load_data(mixed_dir)
-    for document in documents:
-        path = Path(document.metadata["file_path"])
-        assert document.id_ == _sha(path)
-        if isinstance(document, ImageDocument):
-            assert document.image_path == str(path) and document.image is None
-        else:
-            assert document.text == path.read_text(encoding="utf-8")
-            embedded = document.get_content(metadata_mode=MetadataMode.EMBED)
-            assert str(path) not in embedded  # CLIP's 77 tokens are for the note's text
-    top = FolderReader(recursive=False).load_data(mixed_dir)
-    assert {Path(d.metadata["file_path"]).suffix for d in top} == {".txt"}
-
-
-def test_folder_reader_reads_identical_files_once(tmp_path: Path, mixed_dir: Path) -> None:
-    """Identical files share a content id; Chroma refuses repeated ids in one add."""
-    seven = next(mixed_dir.glob("digits/seven-*.png"))
-    shutil.copy(seven, tmp_path / "a.png")
-    shutil.copy(seven, tmp_path / "b.png")
-    (tmp_path / "c.txt").write_text("a note", encoding="utf-8")
-    documents = FolderReader().load_data(tmp_path)
-    assert [Path(d.metadata["file_path"]).name for d in documents] == ["a.png", "c.txt"]
-
-
-def test_folder_reader_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a folder"):
-        FolderReader().load_data(tmp_path / "missing")
-    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
-    with pytest.raises(ValueError, match=r"no image or text files found under .*\.png"):
-        FolderReader().load_data(tmp_path)
-
-
-def test_image_path_reader_ids_are_content_hashes(mixed_dir: Path) -> None:
-    documents = SimpleDirectoryReader(
-        str(mixed_dir), recursive=True, file_extractor=image_file_extractor()
-    ).load_data()
-    images = [d for d in documents if isinstance(d, ImageDocument)]
-    assert images and all(d.id_ == _sha(Path(str(d.image_path))) for d in images)
-
-
-def test_content_node_id() -> None:
-    document = Document(id_="abc", text="a note")
-    assert [content_node_id(i, document) for i in range(3)] == ["abc", "abc-1", "abc-2"]

@@ -1,8 +1,10 @@
-"""Fixtures for the LlamaIndex adapter's tests (the root conftest supplies the model and Chroma).
+"""Fixtures shared by the tests of the three LlamaIndex distributions (embeddings/,
+retrievers/, readers/) and of them together (tests/); the root conftest supplies the model
+and Chroma.
 
-`contracts.py` is loaded once under the unique module name `llama_index_clip_contracts`, so
-the test modules can subclass its contract classes without this folder being a package (pytest
-runs with --import-mode=importlib, and other integrations have their own tests folders).
+`tests/contracts.py` is loaded once under the unique module name `llama_index_clip_contracts`,
+so the test modules can subclass its contract classes without these folders being packages
+(pytest runs with --import-mode=importlib, and each distribution has its own tests folder).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ def _load_contracts() -> None:
     name = "llama_index_clip_contracts"
     if name in sys.modules:
         return
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("contracts.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parent / "tests" / "contracts.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

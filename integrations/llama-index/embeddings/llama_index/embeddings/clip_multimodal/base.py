@@ -33,7 +33,7 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
     Setup:
         .. code-block:: bash
 
-            pip install "llama-index-clip-multimodal[chroma]"
+            pip install "llama-index-embeddings-clip-multimodal[chroma]"
 
     Instantiate:
         .. code-block:: python
