@@ -148,7 +148,7 @@ def test_impossible_flag_combinations_are_usage_errors(
 
 
 def test_precision_choices_match_the_step(capsys: pytest.CaptureFixture[str]) -> None:
-    from clip_multimodal.training.cli import PRECISION_CHOICES
+    from clip_multimodal.cli._train import PRECISION_CHOICES
     from clip_multimodal.training.step import PRECISIONS
 
     assert PRECISION_CHOICES == PRECISIONS

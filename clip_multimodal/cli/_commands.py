@@ -387,7 +387,7 @@ def run_train(argv: list[str]) -> int:
     """Hand the arguments to the training command (its own parser and --help)."""
     import importlib
 
-    training_cli = importlib.import_module("clip_multimodal.training.cli")
+    training_cli = importlib.import_module("clip_multimodal.cli._train")
     return int(training_cli.main(argv) or 0)
 
 
