@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from clip_multimodal import zeroshot
 from clip_multimodal.images import load_image
 from clip_multimodal.models import DEMO_MODEL, LOCAL_DIR
-from clip_multimodal.text import fill_template
 from clip_multimodal.training.build import BuiltModel, build_model
 from clip_multimodal.training.checkpoint import save_local_dir
 from clip_multimodal.training.csv_data import PairTable, read_pairs
@@ -532,7 +532,7 @@ class _Run:
         assert self.val is not None and self.val.labels is not None
         d = self.cfg.data
         classes = list(d.zeroshot_classes) or sorted(set(self.val.labels))
-        prompts = [fill_template(t, c) for c in classes for t in d.zeroshot_templates]
+        prompts = zeroshot.prompts(classes, d.zeroshot_templates)
         texts = self._embed_texts(model, tokenize(self.built.tokenizer, prompts), device, dtype)
         return zeroshot_accuracy(
             images, class_embeddings(texts, len(classes)), self.val.labels, classes
