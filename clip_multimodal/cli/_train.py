@@ -18,7 +18,7 @@ from clip_multimodal.cli._context import UsageError
 from clip_multimodal.cli._parser import new_parser
 
 if TYPE_CHECKING:
-    from clip_multimodal.training.runner import RunConfig
+    from clip_multimodal.training.config import RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -341,7 +341,7 @@ def _resolve_paths(args: argparse.Namespace, model: str) -> tuple[Path, Path | N
 
 def _config(args: argparse.Namespace, separator: str | None) -> RunConfig:
     from clip_multimodal.models import DEMO_MODEL
-    from clip_multimodal.training.runner import DataConfig, RunConfig
+    from clip_multimodal.training.config import DataConfig, RunConfig
     from clip_multimodal.training.stages import StagePlan, TowerLocks
 
     model = args.model or DEMO_MODEL
