@@ -423,10 +423,10 @@ def main(argv: list[str]) -> int:
 
 def _is_template(template: str) -> bool:
     from clip_multimodal.errors import TemplateError
-    from clip_multimodal.text import fill_template
+    from clip_multimodal.zeroshot import check_templates
 
     try:
-        fill_template(template, "")
+        check_templates([template])
     except TemplateError:
         return False
     return True
