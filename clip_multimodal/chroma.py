@@ -49,7 +49,8 @@ _ENCODERS_LOCK = threading.Lock()
 
 def _cached_encoder(model_name: str, pretrained: str | None, device: str) -> CLIPEncoder:
     """One encoder per model spec and device: rebuilding the function never reloads weights."""
-    from clip_multimodal.encoder import CLIPEncoder, pick_device
+    from clip_multimodal.devices import pick_device
+    from clip_multimodal.encoder import CLIPEncoder
 
     key = (model_name, pretrained, str(pick_device(device)))  # "auto" and "cpu" share one
     with _ENCODERS_LOCK:

@@ -14,26 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clip_multimodal import zeroshot
+from clip_multimodal.devices import pick_device
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
 from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
-from clip_multimodal.text import Template, TextTower, fill_template, tokenize
+from clip_multimodal.text import Template, TextTower, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput, ImagePipeline
 
 __all__ = ["CLIPEncoder", "Precision"]
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-
-
-def pick_device(device: str | torch.device) -> torch.device:
-    """`auto` means cuda, then mps, then cpu."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def pick_precision(precision: Precision, device: torch.device) -> str:
@@ -267,12 +258,9 @@ class CLIPEncoder:
         """One normalized embedding per label: the mean over its prompt templates."""
         if not labels:
             raise ValueError("classify needs at least one label")
-        templates = list(templates) if templates else list(_default_templates())
-        prompts = [fill_template(t, label) for label in labels for t in templates]
-        per_prompt = self.embed_texts(prompts).reshape(len(labels), len(templates), -1)
-        mean: np.ndarray = per_prompt.mean(axis=1)
-        mean /= np.linalg.norm(mean, axis=1, keepdims=True)
-        return mean.astype(np.float32)
+        templates = list(templates) if templates else zeroshot.default_templates()
+        per_prompt = self.embed_texts(zeroshot.prompts(labels, templates))
+        return zeroshot.class_means(per_prompt, len(labels))
 
     def classify(
         self,
@@ -287,10 +275,7 @@ class CLIPEncoder:
         """
         classes = self.class_embeddings(labels, templates)
         logits = self.embed_images(images) @ classes.T * self.logit_scale
-        logits -= logits.max(axis=1, keepdims=True)
-        probs: np.ndarray = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        return probs.astype(np.float32)
+        return zeroshot.softmax(logits).astype(np.float32)
 
     @property
     def logit_scale(self) -> float:
@@ -342,10 +327,3 @@ def _parameter_dtype(module: torch.nn.Module) -> torch.dtype:
     if isinstance(conv1, torch.nn.Module):
         return next(conv1.parameters()).dtype
     return next(module.parameters()).dtype
-
-
-def _default_templates() -> Sequence[Callable[[str], str]]:
-    from open_clip import OPENAI_IMAGENET_TEMPLATES
-
-    templates: Sequence[Callable[[str], str]] = OPENAI_IMAGENET_TEMPLATES
-    return templates

@@ -254,9 +254,9 @@ def test_train_hands_its_arguments_to_the_training_command(
         seen.append(argv)
         return 3
 
-    module = types.ModuleType("clip_multimodal.training.cli")
+    module = types.ModuleType("clip_multimodal.cli._train")
     module.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "clip_multimodal.training.cli", module)
+    monkeypatch.setitem(sys.modules, "clip_multimodal.cli._train", module)
     assert main(["train", "--epochs", "1", "--help"]) == 3
     assert seen == [["--epochs", "1", "--help"]]
 

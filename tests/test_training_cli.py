@@ -148,7 +148,7 @@ def test_impossible_flag_combinations_are_usage_errors(
 
 
 def test_precision_choices_match_the_step(capsys: pytest.CaptureFixture[str]) -> None:
-    from clip_multimodal.training.cli import PRECISION_CHOICES
+    from clip_multimodal.cli._train import PRECISION_CHOICES
     from clip_multimodal.training.step import PRECISIONS
 
     assert PRECISION_CHOICES == PRECISIONS
@@ -314,3 +314,17 @@ def test_train_step_benchmark_runs() -> None:
 
     result = bench_train_step(batch_size=4, steps=1, warmup=0, lock_image=True)
     assert result["images_per_s"] > 0 and result["precision"] == "fp32"
+
+
+def test_the_training_library_never_imports_the_command_layer() -> None:
+    """training/ is a library: the `train` command lives in cli/ and calls it, never back."""
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        "import clip_multimodal.training as t\n"
+        "for m in pkgutil.iter_modules(t.__path__):\n"
+        "    importlib.import_module(f'clip_multimodal.training.{m.name}')\n"
+        "print(json.dumps(sorted(n for n in sys.modules if n.startswith('clip_multimodal.cli'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

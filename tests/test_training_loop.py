@@ -205,3 +205,58 @@ def test_recall_at_k_on_paired_rows() -> None:
     assert got["t2i_R@1"] == pytest.approx(1 / 3)
     assert got["i2t_R@3"] == 1.0
     assert got["t2i_R@3"] == 1.0
+
+
+def _former_train(model: Any, batches: PairBatches, cfg: TrainConfig) -> list[float]:
+    """loop.train as it was before it shared step.StepRunner and run_epoch with the runner."""
+    from clip_multimodal.training.loss import clamp_logit_scale, clip_loss
+
+    assert cfg.grad_clip_norm is not None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, cfg)
+    total, losses = cfg.epochs * len(batches), []
+    for epoch in range(cfg.epochs):
+        model.train()
+        epoch_losses = []
+        for i, (images, tokens) in enumerate(batches.epoch(generator)):
+            lr = cosine_lr(epoch * len(batches) + i, total, cfg.warmup_steps, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            loss = clip_loss(
+                model.encode_image(images), model.encode_text(tokens), model.logit_scale
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            optimizer.step()
+            clamp_logit_scale(model)
+            epoch_losses.append(float(loss.item()))
+        losses.append(float(np.mean(epoch_losses)))
+    return losses
+
+
+def test_the_shared_step_and_epoch_loop_train_bit_for_bit_as_before() -> None:
+    """The demo model's recipe runs on this loop: its weights must not move by one bit."""
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=2e-3, warmup_steps=2, seed=5)
+    new, old = _tiny_model(), _tiny_model()
+    assert train(new, _shape_batches(64), cfg) == _former_train(old, _shape_batches(64), cfg)
+    for (name, a), b in zip(new.state_dict().items(), old.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_run_epoch_sets_each_steps_learning_rate_and_reports_it() -> None:
+    from clip_multimodal.training import run_epoch
+    from clip_multimodal.training.distributed import ContrastiveForward, DistEnv
+    from clip_multimodal.training.step import StepRunner
+
+    model = _tiny_model()
+    optimizer = make_optimizer(model, TrainConfig())
+    step = StepRunner(ContrastiveForward(model), model, optimizer, DistEnv())
+    seen: list[tuple[int, float]] = []
+    batches = _shape_batches(96).epoch(torch.Generator().manual_seed(0))
+    losses = run_epoch(
+        step, batches, lambda i: 0.1 * (i + 1), lambda i, _, lr: seen.append((i, lr))
+    )
+    assert len(losses) == 3 and all(loss.ndim == 0 for loss in losses)
+    assert seen == [(0, 0.1), (1, pytest.approx(0.2)), (2, pytest.approx(0.3))]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.3)

@@ -177,13 +177,12 @@ def _labels(values: Sequence[str]) -> list[str]:
 
 def _check_templates(templates: list[str]) -> None:
     from clip_multimodal.errors import TemplateError
-    from clip_multimodal.text import fill_template
+    from clip_multimodal.zeroshot import check_templates
 
-    for template in templates:
-        try:
-            fill_template(template, "")
-        except TemplateError as exc:
-            raise UsageError(str(exc)) from exc
+    try:
+        check_templates(templates)
+    except TemplateError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -405,7 +404,7 @@ def run_train(argv: list[str]) -> int:
     """Hand the arguments to the training command (its own parser and --help)."""
     import importlib
 
-    training_cli = importlib.import_module("clip_multimodal.training.cli")
+    training_cli = importlib.import_module("clip_multimodal.cli._train")
     return int(training_cli.main(argv) or 0)
 
 

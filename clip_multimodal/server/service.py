@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clip_multimodal import zeroshot
 from clip_multimodal.errors import ImageLoadError, IndexUnavailableError, TemplateError
 from clip_multimodal.server.batcher import MicroBatcher
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.settings import ServerSettings
-from clip_multimodal.text import Template, fill_template
+from clip_multimodal.text import Template
 from clip_multimodal.types import ImageEmbeddings
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class Service:
             self.embed_image(image), self.embed_texts(candidates, "candidates")
         )
         scores = text_vecs @ image_vec
-        probs = _softmax(scores * self.logit_scale)
+        probs = zeroshot.softmax(scores * self.logit_scale)
         order = np.argsort(-scores, kind="stable")
         return [(candidates[i], float(scores[i]), float(probs[i])) for i in order]
 
@@ -177,7 +178,7 @@ class Service:
         image_vec, classes = await asyncio.gather(
             self.embed_image(image), self.class_vectors(labels, templates)
         )
-        probs = _softmax(classes @ image_vec * self.logit_scale)
+        probs = zeroshot.softmax(classes @ image_vec * self.logit_scale)
         order = np.argsort(-probs, kind="stable")
         return [(labels[i], float(probs[i])) for i in order]
 
@@ -192,12 +193,9 @@ class Service:
         self._check_count(len(labels), "labels")
         self._check_lengths(labels, "labels")
         self._check_lengths(templates or (), "templates")
-        fills = _templates(templates)
-        prompts = [fill_template(fill, label) for label in labels for fill in fills]
+        prompts = zeroshot.prompts(labels, _templates(templates))
         vectors = await self.batcher.embed_texts(prompts)  # internal: not a user's item count
-        mean = vectors.reshape(len(labels), len(fills), -1).mean(axis=1)
-        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-        self._classes[key] = mean.astype(np.float32)
+        self._classes[key] = zeroshot.class_means(vectors, len(labels))
         if len(self._classes) > _CLASS_CACHE:
             self._classes.popitem(last=False)
         return self._classes[key]
@@ -259,21 +257,12 @@ def _templates(templates: Sequence[str] | None) -> list[Template]:
     if templates:
         if len(templates) > _MAX_TEMPLATES:
             raise ApiError(400, f"{len(templates)} templates; the limit is {_MAX_TEMPLATES}")
-        for template in templates:  # each checked once here, before any work
-            try:
-                fill_template(template, "")
-            except TemplateError as exc:
-                raise ApiError(422, str(exc)) from exc
+        try:  # each checked once here, before any work
+            zeroshot.check_templates(templates)
+        except TemplateError as exc:
+            raise ApiError(422, str(exc)) from exc
         return list(templates)
-    from open_clip import OPENAI_IMAGENET_TEMPLATES
-
-    return list(OPENAI_IMAGENET_TEMPLATES)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    out: np.ndarray = shifted / shifted.sum()
-    return out
+    return zeroshot.default_templates()
 
 
 def local_file(uri: str | None) -> Path | None:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainConfig": "clip_multimodal.training.loop",
     "cosine_lr": "clip_multimodal.training.loop",
     "make_optimizer": "clip_multimodal.training.loop",
+    "run_epoch": "clip_multimodal.training.loop",
     "seed_everything": "clip_multimodal.training.loop",
     "train": "clip_multimodal.training.loop",
     "train_epoch": "clip_multimodal.training.loop",
@@ -31,9 +32,9 @@ _EXPORTS = {
     "caption_recall": "clip_multimodal.training.metrics",
     "StagePlan": "clip_multimodal.training.stages",
     "TowerLocks": "clip_multimodal.training.stages",
-    "DataConfig": "clip_multimodal.training.runner",
-    "RunConfig": "clip_multimodal.training.runner",
-    "RunResult": "clip_multimodal.training.runner",
+    "DataConfig": "clip_multimodal.training.config",
+    "RunConfig": "clip_multimodal.training.config",
+    "RunResult": "clip_multimodal.training.config",
     "run_training": "clip_multimodal.training.runner",
 }
 
@@ -55,6 +56,7 @@ __all__ = [
     "precision_at_k",
     "read_pairs",
     "recall_at_k",
+    "run_epoch",
     "run_training",
     "save_local_dir",
     "seed_everything",
@@ -65,6 +67,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from clip_multimodal.training.checkpoint import load_local_dir, save_local_dir
+    from clip_multimodal.training.config import DataConfig, RunConfig, RunResult
     from clip_multimodal.training.csv_data import read_pairs
     from clip_multimodal.training.evaluate import precision_at_k, recall_at_k
     from clip_multimodal.training.loop import (
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
         TrainConfig,
         cosine_lr,
         make_optimizer,
+        run_epoch,
         seed_everything,
         train,
         train_epoch,
@@ -79,7 +83,7 @@ if TYPE_CHECKING:
     )
     from clip_multimodal.training.loss import MAX_LOGIT_SCALE, clamp_logit_scale, clip_loss
     from clip_multimodal.training.metrics import caption_recall
-    from clip_multimodal.training.runner import DataConfig, RunConfig, RunResult, run_training
+    from clip_multimodal.training.runner import run_training
     from clip_multimodal.training.stages import StagePlan, TowerLocks
 
 __getattr__, _ = lazy_exports(__name__, _EXPORTS)  # no __dir__: dir() lists the whole module

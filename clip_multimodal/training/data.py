@@ -9,8 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import Dataset
 
-__all__ = ["ShiftAndNormalize", "images_to_uint8", "tokenize"]
+from clip_multimodal.images import load_image
+from clip_multimodal.training.csv_data import PairTable
+
+__all__ = ["PairDataset", "ShiftAndNormalize", "images_to_uint8", "tokenize"]
 
 
 def images_to_uint8(images: Sequence[Image.Image], size: int) -> torch.Tensor:
@@ -64,3 +68,17 @@ class ShiftAndNormalize:
         return torch.stack(
             [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)]
         )
+
+
+class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """(preprocessed image, caption tokens) for each usable CSV row, images decoded on access
+    with the encoder's own loader, so memory stays flat for any dataset size."""
+
+    def __init__(self, table: PairTable, transform: Any, tokens: torch.Tensor) -> None:
+        self.paths, self.transform, self.tokens = table.paths, transform, tokens
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(load_image(self.paths[index])), self.tokens[index]

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from clip_multimodal.devices import pick_device
 from clip_multimodal.training.loss import clip_loss
 
 __all__ = [
@@ -63,15 +64,8 @@ def _env_int(*names: str, default: int = 0) -> int:
 
 
 def pick_train_device(device: str, local_rank: int = 0) -> torch.device:
-    """`auto` is this rank's GPU when CUDA is available, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
+    """`auto` is this rank's GPU when CUDA is available, else the CPU (never MPS)."""
+    return pick_device(device, mps=False, local_rank=local_rank)
 
 
 def init_distributed(device: str = "auto") -> DistEnv:

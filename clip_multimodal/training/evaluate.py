@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["precision_at_k", "recall_at_k"]
+__all__ = ["precision_at_k", "recall_at_k", "top_k"]
 
 
-def _top_k(queries: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+def top_k(queries: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     """Indices of each query's k most similar items, best first (ties broken by index)."""
     scores = np.asarray(queries, dtype=np.float64) @ np.asarray(items, dtype=np.float64).T
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -39,7 +39,7 @@ def precision_at_k(
     """
     if len(image_labels) < k:
         raise ValueError(f"precision@{k} needs at least {k} images, got {len(image_labels)}")
-    top = _top_k(text_emb, image_emb, k)
+    top = top_k(text_emb, image_emb, k)
     labels = np.asarray(image_labels)
     hits = labels[top] == np.asarray(query_labels)[:, None]
     return float(hits.mean())
@@ -63,7 +63,7 @@ def recall_at_k(
         "i2t": (image_emb, text_emb),
         "t2i": (text_emb, image_emb),
     }.items():
-        top = _top_k(queries, items, max(ks))
+        top = top_k(queries, items, max(ks))
         for k in ks:
             out[f"{direction}_R@{k}"] = float((top[:, :k] == own).any(axis=1).mean())
     return out

@@ -1,26 +1,30 @@
 """A small, reusable CLIP training loop: AdamW, warmup + cosine schedule, fixed seed.
 
-Built from short pieces (`make_optimizer`, `cosine_lr`, `train_step`, `train_epoch`, `train`) so
+Built from short pieces (`make_optimizer`, `cosine_lr`, `run_epoch`, `train_epoch`, `train`) so
 that tower locking, staged schedules, evaluation callbacks or DDP can be added around them.
+Every step is `step.StepRunner`'s and every epoch is `run_epoch`: this small loop, the demo
+model's recipe and `clip-multimodal train` (runner.py) share both.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from clip_multimodal.training.loss import clamp_logit_scale, clip_loss
+from clip_multimodal.training.distributed import ContrastiveForward, DistEnv
+from clip_multimodal.training.step import StepRunner
 
 __all__ = [
     "PairBatches",
     "TrainConfig",
     "cosine_lr",
     "make_optimizer",
+    "run_epoch",
     "seed_everything",
     "train",
     "train_epoch",
@@ -29,6 +33,7 @@ __all__ = [
 
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 EpochCallback = Callable[[int, float], None]
+StepCallback = Callable[[int, torch.Tensor, float], None]
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,14 @@ class PairBatches:
             yield images, self.tokens[idx]
 
 
+def _plain_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip_norm: float | None
+) -> StepRunner:
+    """The float32, single-process step on the model's own device."""
+    env = DistEnv(device=next(model.parameters()).device)
+    return StepRunner(ContrastiveForward(model), model, optimizer, env, "fp32", grad_clip_norm)
+
+
 def train_step(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -127,16 +140,29 @@ def train_step(
     grad_clip_norm: float | None = None,
 ) -> float:
     """One optimizer step on one batch; returns the batch loss."""
-    optimizer.zero_grad(set_to_none=True)
-    image_features = model.encode_image(images)  # type: ignore[operator]
-    text_features = model.encode_text(tokens)  # type: ignore[operator]
-    loss = clip_loss(image_features, text_features, model.logit_scale)  # type: ignore[arg-type]
-    loss.backward()  # type: ignore[no-untyped-call]
-    if grad_clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-    optimizer.step()
-    clamp_logit_scale(model)
-    return float(loss.item())
+    return float(_plain_step(model, optimizer, grad_clip_norm)(images, tokens).item())
+
+
+def run_epoch(
+    step: StepRunner,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    lr_at: Callable[[int], float],
+    on_step: StepCallback | None = None,
+) -> list[torch.Tensor]:
+    """Take one step per batch, each at the learning rate `lr_at(i)` of its index in the epoch.
+
+    Returns:
+        The batch losses, detached and not synchronized (reading them waits for the device).
+    """
+    losses: list[torch.Tensor] = []
+    for i, (images, tokens) in enumerate(batches):
+        lr = lr_at(i)
+        for group in step.optimizer.param_groups:
+            group["lr"] = lr
+        losses.append(step(images, tokens))
+        if on_step is not None:
+            on_step(i, losses[-1], lr)
+    return losses
 
 
 def train_epoch(
@@ -154,12 +180,12 @@ def train_epoch(
         The epoch's mean batch loss.
     """
     model.train()
-    losses = []
-    for i, (images, tokens) in enumerate(batches.epoch(generator)):
-        lr = cosine_lr(first_step + i, total_steps, cfg.warmup_steps, cfg.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses.append(train_step(model, images, tokens, optimizer, cfg.grad_clip_norm))
+    step = _plain_step(model, optimizer, cfg.grad_clip_norm)
+
+    def lr_at(i: int) -> float:
+        return cosine_lr(first_step + i, total_steps, cfg.warmup_steps, cfg.lr)
+
+    losses = [float(loss.item()) for loss in run_epoch(step, batches.epoch(generator), lr_at)]
     return float(np.mean(losses)) if losses else math.nan
 
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from clip_multimodal.training.evaluate import top_k
+from clip_multimodal.zeroshot import class_means as class_embeddings  # the encoder's own
+
 __all__ = [
     "RECALL_KS",
     "MetricsLog",
@@ -25,11 +28,6 @@ __all__ = [
 ]
 
 RECALL_KS = (1, 5, 10)
-
-
-def _top_k(queries: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    scores = np.asarray(queries, dtype=np.float64) @ np.asarray(items, dtype=np.float64).T
-    return np.argsort(-scores, axis=1, kind="stable")[:, : min(k, scores.shape[1])]
 
 
 def caption_recall(
@@ -55,23 +53,14 @@ def caption_recall(
     _, first, group = np.unique(np.asarray(captions), return_index=True, return_inverse=True)
     texts = np.asarray(text_emb)[first]
     out: dict[str, float] = {}
-    top_texts = _top_k(image_emb, texts, max(ks))
+    top_texts = top_k(image_emb, texts, max(ks))
     for k in ks:
         out[f"i2t_R@{k}"] = float((top_texts[:, :k] == group[:, None]).any(axis=1).mean())
-    top_images = group[_top_k(texts, image_emb, max(ks))]  # caption group of each hit
+    top_images = group[top_k(texts, image_emb, max(ks))]  # caption group of each hit
     own = np.arange(len(texts))[:, None]
     for k in ks:
         out[f"t2i_R@{k}"] = float((top_images[:, :k] == own).any(axis=1).mean())
     out["mean_recall"] = float(np.mean(list(out.values())))
-    return out
-
-
-def class_embeddings(text_emb: np.ndarray, n_classes: int) -> np.ndarray:
-    """Average (n_classes * n_templates, d) prompt embeddings, class-major, into one per class."""
-    per_prompt = np.asarray(text_emb, dtype=np.float64).reshape(n_classes, -1, text_emb.shape[1])
-    mean = per_prompt.mean(axis=1)
-    mean /= np.linalg.norm(mean, axis=1, keepdims=True)
-    out: np.ndarray = mean.astype(np.float32)
     return out
 
 
@@ -91,7 +80,7 @@ def zeroshot_accuracy(
     if unknown:
         raise ValueError(f"labels not among the zero-shot classes: {', '.join(unknown[:5])}")
     target = np.array([index[lab] for lab in labels])
-    top = _top_k(image_emb, class_emb, 5)
+    top = top_k(image_emb, class_emb, 5)
     out = {"zeroshot_top1": float((top[:, 0] == target).mean())}
     if len(classes) > 5:
         out["zeroshot_top5"] = float((top == target[:, None]).any(axis=1).mean())

@@ -1,22 +1,24 @@
 """`clip-multimodal train`: fine-tune or train CLIP on image-caption pairs from a CSV.
 
 The flags use open_clip's names. Parsing and the checks that need no model (files, CSV headers,
-flag combinations) run before torch is imported, so `--help` and mistakes answer at once.
+flag combinations) run before torch is imported, so `--help` and mistakes answer at once. The
+options become a typed `RunConfig`; the training library (`clip_multimodal.training`) never
+sees argparse.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clip_multimodal.cli import UsageError, new_parser
+from clip_multimodal.cli._context import UsageError
+from clip_multimodal.cli._parser import new_parser
 
 if TYPE_CHECKING:
-    from clip_multimodal.training.runner import RunConfig
+    from clip_multimodal.training.config import RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -266,19 +268,20 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--min-delta must be 0 or more, got {args.min_delta}")
 
 
-def _check_csvs(args: argparse.Namespace) -> None:
+def _check_csvs(args: argparse.Namespace) -> str | None:
+    """Check both CSVs' headers; return the field separator (None: detect it per file)."""
     from clip_multimodal.training.csv_data import check_header, parse_separator
 
     try:
         separator = parse_separator(args.csv_separator) if args.csv_separator else None
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    args.separator = separator
     check_header(args.train_data, args.csv_img_key, args.csv_caption_key, separator)
     if args.val_data is not None:
         check_header(
             args.val_data, args.csv_img_key, args.csv_caption_key, separator, args.val_label_key
         )
+    return separator
 
 
 def _is_main_process() -> bool:
@@ -336,9 +339,9 @@ def _resolve_paths(args: argparse.Namespace, model: str) -> tuple[Path, Path | N
     return output, resume
 
 
-def _config(args: argparse.Namespace) -> RunConfig:
+def _config(args: argparse.Namespace, separator: str | None) -> RunConfig:
     from clip_multimodal.models import DEMO_MODEL
-    from clip_multimodal.training.runner import DataConfig, RunConfig
+    from clip_multimodal.training.config import DataConfig, RunConfig
     from clip_multimodal.training.stages import StagePlan, TowerLocks
 
     model = args.model or DEMO_MODEL
@@ -369,7 +372,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         val_data=args.val_data,
         img_key=args.csv_img_key,
         caption_key=args.csv_caption_key,
-        separator=args.separator,
+        separator=separator,
         val_label_key=args.val_label_key,
         zeroshot_classes=_split_list(args.zeroshot_classes),
         zeroshot_templates=tuple(args.zeroshot_template) or ("a photo of a {}.",),
@@ -409,8 +412,7 @@ def main(argv: list[str]) -> int:
         from clip_multimodal.errors import require
 
         require("tensorboard", "train", "--report-to tensorboard")
-    _check_csvs(args)
-    cfg = _config(args)
+    cfg = _config(args, _check_csvs(args))
     from clip_multimodal.training.runner import run_training
 
     result = run_training(cfg)
@@ -419,18 +421,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from clip_multimodal.cli import main as cli_main
-
-    raise SystemExit(cli_main(["train", *sys.argv[1:]]))
-
-
 def _is_template(template: str) -> bool:
     from clip_multimodal.errors import TemplateError
-    from clip_multimodal.text import fill_template
+    from clip_multimodal.zeroshot import check_templates
 
     try:
-        fill_template(template, "")
+        check_templates([template])
     except TemplateError:
         return False
     return True

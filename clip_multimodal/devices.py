@@ -1,0 +1,38 @@
+"""Where a model runs: the one place that turns `auto` (or a device string) into a device."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["pick_device"]
+
+
+def pick_device(
+    device: str | torch.device = "auto", *, mps: bool = True, local_rank: int | None = None
+) -> torch.device:
+    """The torch device for `device`.
+
+    Args:
+        device: `auto` (CUDA, then MPS when `mps`, then the CPU) or a torch device string.
+        mps: whether `auto` may pick Apple's MPS (training keeps to CUDA or the CPU).
+        local_rank: a torchrun rank's GPU; a bare `cuda` becomes `cuda:local_rank`.
+
+    Raises:
+        ValueError: CUDA is asked for on a machine without it.
+    """
+    if str(device) == "auto":
+        device = _first_available(mps)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here; use cpu")
+    if dev.type == "cuda" and dev.index is None and local_rank is not None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def _first_available(mps: bool) -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if mps and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
