@@ -341,7 +341,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> ServerSettings:
     from clip_multimodal.server.settings import ServerSettings
 
-    model, pretrained = model_spec(args)
+    spec = model_spec(args)
     image_bytes = int(args.max_image_mb * MiB)
     decode_bytes = int(args.max_decode_mb * MiB)
     if min(image_bytes, decode_bytes) < 1 or args.timeout <= 0 or args.max_batch < 1:
@@ -349,9 +349,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
             "--max-image-mb, --max-decode-mb, --timeout and --max-batch must be positive"
         )
     return ServerSettings(
-        model=model,
-        pretrained=pretrained,
-        device=args.device,
+        model_spec=spec,
         data_dir=data_dir(args),
         collection=args.collection,
         chroma_host=args.chroma_host,

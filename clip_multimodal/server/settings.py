@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES
+from clip_multimodal.models import DEMO_MODEL, ModelSpec
 
 __all__ = ["ServerSettings"]
 
 MiB = 2**20
+#: The model served when none is named: the bundled demo model.
+DEFAULT_MODEL_SPEC = ModelSpec(DEMO_MODEL)
 
 
 @dataclass(frozen=True)
@@ -17,9 +20,10 @@ class ServerSettings:
     """How the service runs. Every limit has a safe default.
 
     Attributes:
-        model: the model spec (any `CLIPEncoder` model name; None: the bundled demo model).
-        pretrained: the pretrained tag or weights file for an architecture name.
-        device: `auto`, `cpu`, `cuda`, ...
+        model_spec: the model served, on its device, precision and batch size (default: the
+            bundled demo model, device and precision `auto`).
+        model, pretrained, device: a shorthand for `model_spec`, as older versions took it
+            (model None: the demo model; device None: `auto`); not both.
         data_dir: where the embedded Chroma lives (`data_dir/chroma`); None: the default
             data dir (`CLIP_MULTIMODAL_DATA_DIR` or the per-user data folder).
         collection: the Chroma collection searched and served.
@@ -50,7 +54,7 @@ class ServerSettings:
 
     model: str | None = None
     pretrained: str | None = None
-    device: str = "auto"
+    device: str | None = None
     data_dir: Path | None = None
     collection: str = "images"
     chroma_host: str | None = None
@@ -71,8 +75,10 @@ class ServerSettings:
     max_batch: int = 32
     batch_wait_ms: float = 5.0
     header_timeout_s: float = 10.0
+    model_spec: ModelSpec = DEFAULT_MODEL_SPEC
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model_spec", self._spec_from_fields())
         for name in (
             "max_image_bytes",
             "max_decode_bytes",
@@ -93,6 +99,16 @@ class ServerSettings:
         # Browsers send an origin as scheme://host[:port], lower case, without a slash.
         origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
         object.__setattr__(self, "allowed_origins", origins)
+
+    def _spec_from_fields(self) -> ModelSpec:
+        """`model_spec`, or the spec the shorthand fields describe (validated alike)."""
+        if self.model is None and self.pretrained is None and self.device is None:
+            return self.model_spec
+        device = "auto" if self.device is None else self.device
+        flat = ModelSpec(self.model or DEMO_MODEL, self.pretrained, device)
+        if self.model_spec not in (DEFAULT_MODEL_SPEC, flat):
+            raise ValueError("give model_spec or the model, pretrained and device fields, not both")
+        return flat
 
     def resolved_data_dir(self) -> Path:
         """`data_dir`, or the default data dir."""
