@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import warnings
@@ -100,6 +101,10 @@ class CLIPEncoder:
         self.device = pick_device(asked.device)
         self.precision = pick_precision(asked.precision, self.device)
         self.batch_size = asked.batch_size or (32 if self.device.type == "cpu" else 256)
+        #: The model spec this encoder runs, with the device, precision and batch size chosen.
+        self.spec = dataclasses.replace(
+            asked, device=str(self.device), precision=self.precision, batch_size=self.batch_size
+        )
         self._resolved = resolve_model(self.model_name, self.pretrained)
         self.model, self.preprocess, self.tokenizer = self._load()
         self._text = TextTower(self.model)
@@ -147,13 +152,6 @@ class CLIPEncoder:
         return model, preprocess, tokenizer
 
     # -- properties ---------------------------------------------------------------------------
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The model spec this encoder runs, with the device, precision and batch size chosen."""
-        return ModelSpec(
-            self.model_name, self.pretrained, str(self.device), self.precision, self.batch_size
-        )
 
     @property
     def model_id(self) -> str:

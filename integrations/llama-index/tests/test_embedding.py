@@ -231,17 +231,16 @@ def test_text_and_image_share_one_space(demo_encoder: Any, demo_images_dir: Path
 
 def test_fields_are_one_model_spec() -> None:
     """The fields build the core's `ModelSpec`, the one every entry point builds (see the
-    core's tests/test_model_spec.py), and the encoder loaded from them reports it back."""
-    from pydantic import ValidationError
-
+    core's tests/test_model_spec.py), whether given or read off an encoder handed in."""
+    from clip_multimodal import CLIPEncoder, InvalidModelSpecError
     from clip_multimodal.models import DEMO_MODEL_NAME, ModelSpec
 
     spec = ModelSpec(DEMO_MODEL_NAME, None, device="cpu", precision="fp32", batch_size=8)
-    embed = CLIPMultiModalEmbedding(
-        model_name=DEMO_MODEL_NAME, device="cpu", precision="fp32", embed_batch_size=8
-    )
-    assert embed.spec == spec
-    assert embed.encoder.spec == spec  # type: ignore[attr-defined]
-    assert embed.pretrained is None  # the demo alias names its weights
-    with pytest.raises(ValidationError, match="model"):
+    fields = {"device": "cpu", "precision": "fp32", "embed_batch_size": 8}
+    by_fields = CLIPMultiModalEmbedding(model_name=DEMO_MODEL_NAME, **fields)
+    by_encoder = CLIPMultiModalEmbedding(encoder=CLIPEncoder.from_spec(spec))
+    assert by_fields.spec == by_encoder.spec == spec
+    assert by_fields.encoder.spec == spec  # type: ignore[attr-defined]
+    assert by_fields.pretrained is None  # the demo alias names its weights
+    with pytest.raises(InvalidModelSpecError, match="model"):
         CLIPMultiModalEmbedding(model_name="")

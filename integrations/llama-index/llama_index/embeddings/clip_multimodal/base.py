@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from llama_index.core.base.embeddings.base import Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.embeddings.multi_modal_base import MultiModalEmbedding
 from llama_index.core.schema import ImageNode, ImageType
 
@@ -71,6 +71,7 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
 
     Raises:
         ModelNotAvailableError: the weights are not available locally (raised at once, offline).
+        InvalidModelSpecError: a model field is invalid (the message names it).
         ValueError: both `encoder` and a model spec were given.
     """
 
@@ -90,17 +91,13 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
         if encoder is not None:
             data = {**_describe(encoder, data), **data}
         super().__init__(**data)
+        # ModelSpec validates; a model that names its weights (local-dir, hf-hub) reads no tag.
+        self.pretrained = self.spec.pretrained
         if encoder is None:
             from clip_multimodal.encoder import CLIPEncoder
 
             encoder = CLIPEncoder.from_spec(self.spec)
         self._encoder = encoder
-
-    @model_validator(mode="after")
-    def _check_spec(self) -> CLIPMultiModalEmbedding:
-        # ModelSpec validates; a model that names its weights (local-dir, hf-hub) reads no tag.
-        self.pretrained = self.spec.pretrained
-        return self
 
     @property
     def spec(self) -> ModelSpec:
