@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_image": "clip_multimodal.images",
     "DEMO_MODEL": "clip_multimodal.models",
     "DEMO_MODEL_NAME": "clip_multimodal.models",
+    "ModelSpec": "clip_multimodal.models",
     "Encoder": "clip_multimodal.types",
     "ImageEmbeddings": "clip_multimodal.types",
     "ImageInput": "clip_multimodal.types",
@@ -35,6 +36,7 @@ _EXPORTS = {
     "IndexNotFoundError": "clip_multimodal.errors",
     "IndexUnavailableError": "clip_multimodal.errors",
     "InvalidCollectionNameError": "clip_multimodal.errors",
+    "InvalidModelSpecError": "clip_multimodal.errors",
     "MissingDependencyError": "clip_multimodal.errors",
     "ModelNotAvailableError": "clip_multimodal.errors",
     "ReadOnlyIndexError": "clip_multimodal.errors",
@@ -61,8 +63,10 @@ __all__ = [
     "IndexReport",
     "IndexUnavailableError",
     "InvalidCollectionNameError",
+    "InvalidModelSpecError",
     "MissingDependencyError",
     "ModelNotAvailableError",
+    "ModelSpec",
     "ReadOnlyIndexError",
     "SearchHit",
     "__version__",
@@ -82,13 +86,14 @@ if TYPE_CHECKING:
         IndexNotFoundError,
         IndexUnavailableError,
         InvalidCollectionNameError,
+        InvalidModelSpecError,
         MissingDependencyError,
         ModelNotAvailableError,
         ReadOnlyIndexError,
     )
     from clip_multimodal.images import load_image
     from clip_multimodal.index import ImageIndex, IndexReport, SearchHit
-    from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_NAME
+    from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_NAME, ModelSpec
     from clip_multimodal.testing import FakeEncoder
     from clip_multimodal.types import Encoder, ImageEmbeddings, ImageInput
 

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,13 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from PIL import Image
 
 from clip_multimodal.images import load_image
-from clip_multimodal.models import DEMO_MODEL_NAME, portable_model_name
+from clip_multimodal.models import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    ModelSpec,
+    Precision,
+    portable_model_name,
+)
 
 if TYPE_CHECKING:
     from clip_multimodal.encoder import CLIPEncoder
@@ -43,20 +50,29 @@ if TYPE_CHECKING:
 __all__ = ["CLIPEmbeddingFunction", "URILoader"]
 
 _NAME = "clip_multimodal"
-_ENCODERS: dict[tuple[str, str | None, str], CLIPEncoder] = {}
+_ENCODERS: dict[tuple[str, str | None, str, str], CLIPEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def _cached_encoder(model_name: str, pretrained: str | None, device: str) -> CLIPEncoder:
-    """One encoder per model spec and device: rebuilding the function never reloads weights."""
+def _encoder_key(spec: ModelSpec) -> tuple[str, str | None, str, str]:
+    """The model, the device and the precision chosen ("auto" and "cpu" share one); the batch
+    size changes no vector, so an encoder loaded with another is shared too."""
     from clip_multimodal.devices import pick_device
+    from clip_multimodal.encoder import pick_precision
+
+    device = pick_device(spec.device)
+    return spec.model, spec.pretrained, str(device), pick_precision(spec.precision, device)
+
+
+def _cached_encoder(spec: ModelSpec) -> CLIPEncoder:
+    """One encoder per model spec: rebuilding the function never reloads weights."""
     from clip_multimodal.encoder import CLIPEncoder
 
-    key = (model_name, pretrained, str(pick_device(device)))  # "auto" and "cpu" share one
+    key = _encoder_key(spec)
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
-            encoder = CLIPEncoder(model_name, pretrained, device=device)
+            encoder = CLIPEncoder.from_spec(spec)
             _ENCODERS[key] = encoder
         return encoder
 
@@ -74,6 +90,9 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
             config: the machine that reopens a collection picks its own (`auto`).
         encoder: an already loaded `CLIPEncoder` to use; the config then records its model
             spec, so a reopened collection rebuilds the same model.
+        precision, batch_size: as `CLIPEncoder` takes them; like the device, not recorded.
+
+    `spec` holds the `ModelSpec` these build (an encoder's own, when one is passed).
 
     Texts and images (HWC arrays, as Chroma's data loaders give) may come in one call; each
     modality is embedded as one batch. Vectors are L2-normalized, so the default space is
@@ -82,31 +101,43 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
     def __init__(
         self,
-        model_name: str = "ViT-B-32",
-        pretrained: str | None = "laion2b_s34b_b79k",
+        model_name: str = DEFAULT_MODEL,
+        pretrained: str | None = DEFAULT_PRETRAINED,
         device: str = "auto",
         encoder: CLIPEncoder | None = None,
+        *,
+        precision: Precision = "auto",
+        batch_size: int | None = None,
     ) -> None:
-        if encoder is not None:
-            model_name = str(encoder.model_name)
-            pretrained = encoder.pretrained
-            device = device if device != "auto" else str(encoder.device)
-        if portable_model_name(model_name) == DEMO_MODEL_NAME:
-            # Recorded by its alias, not its install path; a model folder takes no tag.
-            model_name, pretrained = DEMO_MODEL_NAME, None
+        spec = (
+            ModelSpec(model_name, pretrained, device, precision, batch_size)
+            if encoder is None
+            else encoder.spec
+        )
+        # The demo model is recorded by its alias, not its install path.
+        self.spec = dataclasses.replace(spec, model=portable_model_name(spec.model))
         if encoder is not None:
             with _ENCODERS_LOCK:
-                _ENCODERS.setdefault((model_name, pretrained, device), encoder)
-        self.model_name = model_name
-        self.pretrained = pretrained
-        self.device = device
+                _ENCODERS.setdefault(_encoder_key(self.spec), encoder)
         self._encoder = encoder
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model
+
+    @property
+    def pretrained(self) -> str | None:
+        return self.spec.pretrained
+
+    @property
+    def device(self) -> str:
+        return self.spec.device
 
     @property
     def encoder(self) -> CLIPEncoder:
         """The encoder, loaded on first use (building from config loads no weights early)."""
         if self._encoder is None:
-            self._encoder = _cached_encoder(self.model_name, self.pretrained, self.device)
+            self._encoder = _cached_encoder(self.spec)
         return self._encoder
 
     def __call__(self, input: Embeddable) -> Embeddings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from clip_multimodal.errors import InvalidModelSpecError
+
 __all__ = ["pick_device"]
 
 
@@ -18,11 +20,15 @@ def pick_device(
         local_rank: a torchrun rank's GPU; a bare `cuda` becomes `cuda:local_rank`.
 
     Raises:
+        InvalidModelSpecError: `device` names no torch device (a ValueError).
         ValueError: CUDA is asked for on a machine without it.
     """
     if str(device) == "auto":
         device = _first_available(mps)
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:  # torch's message lists the device types it knows
+        raise InvalidModelSpecError("device", f"{device!r} is not a device: {exc}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: CUDA is not available here; use cpu")
     if dev.type == "cuda" and dev.index is None and local_rank is not None:

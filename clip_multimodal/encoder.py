@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,20 +19,23 @@ from clip_multimodal import zeroshot
 from clip_multimodal.devices import pick_device
 from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
-from clip_multimodal.models import DEMO_MODEL_NAME, keep_root_logging, resolve_model
+from clip_multimodal.models import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    ModelSpec,
+    Precision,
+    keep_root_logging,
+    resolve_model,
+)
 from clip_multimodal.text import Template, TextTower, tokenize
 from clip_multimodal.types import ImageEmbeddings, ImageInput, ImagePipeline
 
 __all__ = ["CLIPEncoder", "Precision"]
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
-
-def pick_precision(precision: Precision, device: torch.device) -> str:
+def pick_precision(precision: Precision, device: torch.device) -> Precision:
     """`auto` means bf16 (or fp16) on an accelerator and fp32 on the CPU."""
     if precision != "auto":
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"precision must be auto, fp32, fp16 or bf16, not {precision!r}")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -55,6 +59,9 @@ class CLIPEncoder:
             Default: on for CUDA, off elsewhere.
         max_decode_bytes: the decode budget of each image (see `load_image`); None: none.
 
+    The first five are a `ModelSpec`'s fields (`CLIPEncoder.from_spec(spec)` takes one);
+    `spec` reports them, with what `auto` and None chose.
+
     Every embedding is float32, shape (n, dim), L2-normalized. One encoder is safe to share
     between threads.
 
@@ -66,8 +73,8 @@ class CLIPEncoder:
 
     def __init__(
         self,
-        model_name: str = "ViT-B-32",
-        pretrained: str | None = "laion2b_s34b_b79k",
+        model_name: str = DEFAULT_MODEL,
+        pretrained: str | None = DEFAULT_PRETRAINED,
         *,
         device: str | torch.device = "auto",
         precision: Precision = "auto",
@@ -76,13 +83,17 @@ class CLIPEncoder:
         device_pipeline: bool | None = None,
         max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
     ) -> None:
-        self.model_name = model_name
-        whole = model_name.startswith(("local-dir:", "hf-hub:"))  # a folder: no tag applies
-        self.pretrained = None if whole or model_name == DEMO_MODEL_NAME else pretrained
-        self.device = pick_device(device)
-        self.precision = pick_precision(precision, self.device)
-        self.batch_size = batch_size or (32 if self.device.type == "cpu" else 256)
-        self._resolved = resolve_model(model_name, self.pretrained)
+        asked = ModelSpec(model_name, pretrained, str(device), precision, batch_size)
+        self.model_name = asked.model
+        self.pretrained = asked.pretrained
+        self.device = pick_device(asked.device)
+        self.precision = pick_precision(asked.precision, self.device)
+        self.batch_size = asked.batch_size or (32 if self.device.type == "cpu" else 256)
+        #: The model spec this encoder runs, with the device, precision and batch size chosen.
+        self.spec = dataclasses.replace(
+            asked, device=str(self.device), precision=self.precision, batch_size=self.batch_size
+        )
+        self._resolved = resolve_model(self.model_name, self.pretrained)
         self.model, self.preprocess, self.tokenizer = self._load()
         self._text = TextTower(self.model)
         self._input_dtype = _parameter_dtype(self.model.visual)
@@ -94,6 +105,19 @@ class CLIPEncoder:
         self._dim: int | None = None
         wanted = self.device.type == "cuda" if device_pipeline is None else device_pipeline
         self._device_pipeline = _make_device_pipeline(self) if wanted else None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, **options: Any) -> CLIPEncoder:
+        """Load the model a spec names; `options` are the other keyword arguments
+        (num_workers, device_pipeline, max_decode_bytes)."""
+        return cls(
+            spec.model,
+            spec.pretrained,
+            device=spec.device,
+            precision=spec.precision,
+            batch_size=spec.batch_size,
+            **options,
+        )
 
     def _load(self) -> tuple[Any, Callable[[Any], torch.Tensor], Any]:
         import open_clip

@@ -11,6 +11,7 @@ __all__ = [
     "IndexNotFoundError",
     "IndexUnavailableError",
     "InvalidCollectionNameError",
+    "InvalidModelSpecError",
     "MissingDependencyError",
     "ModelNotAvailableError",
     "ReadOnlyIndexError",
@@ -64,6 +65,18 @@ class IndexNotFoundError(CLIPMultimodalError, LookupError):
 
 class InvalidCollectionNameError(CLIPMultimodalError, ValueError):
     """A collection name Chroma would refuse; raised before any model loads or store opens."""
+
+
+class InvalidModelSpecError(CLIPMultimodalError, ValueError):
+    """A model spec field (model, pretrained, device, precision, batch_size) is invalid.
+
+    Attributes:
+        field: the field's name, as `ModelSpec` spells it.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid model spec: {field} {reason}")
+        self.field = field
 
 
 class ReadOnlyIndexError(CLIPMultimodalError):

@@ -1,5 +1,9 @@
 """Model specs: how a user names CLIP weights, resolved to local files before open_clip runs.
 
+`ModelSpec` is the one description of a model every entry point takes (the encoder, the Chroma
+function, the CLI, the server settings and both adapters): the model, its weights, the device,
+the precision and the batch size, validated here once.
+
 open_clip accepts an architecture plus a pretrained tag, a weights file, `hf-hub:org/repo` and
 `local-dir:PATH`. Left alone, it retries the hub for about a minute when offline. We resolve every
 spec against the local caches first and probe the network once, briefly, so an offline machine
@@ -19,18 +23,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
 from clip_multimodal._hashing import sha256_stream
-from clip_multimodal.errors import ModelNotAvailableError
+from clip_multimodal.errors import InvalidModelSpecError, ModelNotAvailableError
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_PRETRAINED",
     "DEMO_MODEL",
     "DEMO_MODEL_DIR",
     "DEMO_MODEL_NAME",
+    "HF_HUB",
+    "LOCAL_DIR",
+    "PRECISIONS",
+    "ModelSpec",
+    "Precision",
     "ResolvedModel",
     "keep_root_logging",
+    "names_its_weights",
     "portable_model_name",
     "resolve_model",
     "weights_sha256",
@@ -38,14 +50,20 @@ __all__ = [
 
 #: The bundled demo model: a small CLIP trained by this project on offline data (shapes, digits,
 #: animal silhouettes). A demo, not a general model: real users load pretrained CLIP.
+LOCAL_DIR = "local-dir:"
+HF_HUB = "hf-hub:"
 DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo-model"
-DEMO_MODEL = f"local-dir:{DEMO_MODEL_DIR}"
+DEMO_MODEL = f"{LOCAL_DIR}{DEMO_MODEL_DIR}"
 #: The demo model's stable name, accepted wherever a model name is. Chroma collection configs
 #: record it instead of the folder's absolute path, which changes when the package moves.
 DEMO_MODEL_NAME = "clip-multimodal-demo"
+#: The model loaded when none is named: open_clip's ViT-B-32 with LAION-2B weights.
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
-LOCAL_DIR = "local-dir:"
-HF_HUB = "hf-hub:"
+#: How the model computes: `auto` is bf16 (or fp16) on an accelerator and fp32 on the CPU.
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 PROBE_TIMEOUT_S = 1.0
 _HOW_TO = (
@@ -57,6 +75,65 @@ _HOW_TO = (
     f"To try the package now, offline, use the bundled demo model: CLIPEncoder('{DEMO_MODEL_NAME}') "
     f"(model_name='{DEMO_MODEL_NAME}' in the LangChain and LlamaIndex adapters)."
 )
+
+
+def names_its_weights(model: str) -> bool:
+    """Whether a model name fixes its weights (a folder, a hub repo, the demo model), so that
+    no pretrained tag applies to it."""
+    return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which CLIP model to load and how to run it, validated when it is built.
+
+    Attributes:
+        model: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`, `local-dir:PATH` (a
+            folder with open_clip_config.json and weights) or `clip-multimodal-demo` (the
+            bundled demo model).
+        pretrained: for an architecture name, a pretrained tag or a local weights file (None:
+            random weights). A model that names its weights takes none: it reads None.
+        device: `auto` (cuda, then mps, then cpu) or a torch device string.
+        precision: `auto` (bf16/fp16 on a GPU, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
+        batch_size: items per forward pass (None: 32 on the CPU, 256 on a GPU).
+
+    A loaded `CLIPEncoder`'s `spec` holds what it chose for `auto` and None, so it rebuilds
+    the same encoder.
+
+    Raises:
+        InvalidModelSpecError: a field has the wrong type or value; `field` names it.
+    """
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    device: str = "auto"
+    precision: Precision = "auto"
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.model, "a model name such as ViT-B-32 or local-dir:PATH")
+        _check_name("device", self.device, "auto, cpu, cuda, cuda:1, mps, ...")
+        if self.pretrained is not None and not isinstance(self.pretrained, str):
+            raise InvalidModelSpecError(
+                "pretrained", f"must be a tag, a path or None, not {self.pretrained!r}"
+            )
+        if self.precision not in PRECISIONS:
+            choices = ", ".join(PRECISIONS)
+            raise InvalidModelSpecError(
+                "precision", f"must be one of {choices}, not {self.precision!r}"
+            )
+        size = self.batch_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise InvalidModelSpecError(
+                "batch_size", f"must be a positive integer or None, not {size!r}"
+            )
+        if names_its_weights(self.model) or not self.pretrained:
+            object.__setattr__(self, "pretrained", None)  # the model names its own weights
+
+
+def _check_name(field_name: str, value: object, expected: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidModelSpecError(field_name, f"must be {expected}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,19 +195,19 @@ def _resolve_local_dir(path: Path) -> ResolvedModel:
     if not path.is_dir():
         state = "is not a folder" if path.exists() else "does not exist"
         raise ModelNotAvailableError(
-            f"local-dir:{path} {state}. A local-dir model is a folder with "
+            f"{LOCAL_DIR}{path} {state}. A local-dir model is a folder with "
             "open_clip_config.json (model_cfg, preprocess_cfg) and a weights file."
         )
     config_path = path / "open_clip_config.json"
     if not config_path.is_file():
         raise ModelNotAvailableError(
-            f"local-dir:{path} has no open_clip_config.json. A local-dir model is a folder with "
+            f"{LOCAL_DIR}{path} has no open_clip_config.json. A local-dir model is a folder with "
             "open_clip_config.json (model_cfg, preprocess_cfg) and a weights file."
         )
     weights = _find_weights(path)
     if weights is None:
         raise ModelNotAvailableError(
-            f"local-dir:{path} has no weights file ({', '.join(WEIGHT_SUFFIXES)})."
+            f"{LOCAL_DIR}{path} has no weights file ({', '.join(WEIGHT_SUFFIXES)})."
         )
     config = json.loads(config_path.read_text(encoding="utf-8"))
     name = str(config.get("model_name") or path.name)
@@ -151,11 +228,11 @@ def _resolve_hf_hub(repo: str) -> ResolvedModel:
     if snapshot is not None:
         resolved = _resolve_local_dir(snapshot)
         return dataclasses.replace(
-            resolved, model_id=f"hf-hub:{repo}@{resolved.model_id.split('@')[-1]}"
+            resolved, model_id=f"{HF_HUB}{repo}@{resolved.model_id.split('@')[-1]}"
         )
-    _require_network(f"hf-hub:{repo}", _hf_host())
+    _require_network(f"{HF_HUB}{repo}", _hf_host())
     # Reachable: let open_clip download; the id then comes from the downloaded weights.
-    return ResolvedModel(f"{HF_HUB}{repo}", None, f"hf-hub:{repo}")
+    return ResolvedModel(f"{HF_HUB}{repo}", None, f"{HF_HUB}{repo}")
 
 
 def _cached_hf_snapshot(repo: str) -> Path | None:

@@ -362,13 +362,11 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 def _server_settings(args: argparse.Namespace) -> ServerSettings:
     from clip_multimodal.server.settings import ServerSettings
 
-    model, pretrained = model_spec(args)
+    spec = model_spec(args)
     image_bytes = int(args.max_image_mb * MiB)
     decode_bytes = int(args.max_decode_mb * MiB)
     return ServerSettings(
-        model=model,
-        pretrained=pretrained,
-        device=args.device,
+        model_spec=spec,
         data_dir=data_dir(args),
         collection=args.collection,
         chroma_host=args.chroma_host,

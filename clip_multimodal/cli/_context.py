@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from clip_multimodal.encoder import CLIPEncoder
     from clip_multimodal.index import CollectionInfo, ImageIndex
+    from clip_multimodal.models import ModelSpec
 
 __all__ = [
     "UsageError",
@@ -21,6 +22,7 @@ __all__ = [
     "data_dir",
     "find_collection",
     "index_command",
+    "model_spec",
     "open_encoder",
     "open_index",
     "parse_where",
@@ -41,28 +43,39 @@ def data_dir(args: argparse.Namespace) -> Path:
     return default_data_dir()
 
 
-def model_spec(args: argparse.Namespace) -> tuple[str, str | None]:
-    """(model, pretrained) from the options; the bundled demo model by default."""
-    from clip_multimodal.models import DEMO_MODEL, DEMO_MODEL_NAME
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model options (--model, --pretrained, --device, --precision, --batch-size) as a
+    spec; the bundled demo model by default. A usage error names a bad option."""
+    from clip_multimodal.errors import InvalidModelSpecError
+    from clip_multimodal.models import (
+        DEFAULT_PRETRAINED,
+        DEMO_MODEL,
+        HF_HUB,
+        LOCAL_DIR,
+        ModelSpec,
+        names_its_weights,
+    )
 
     model = args.model or DEMO_MODEL
-    is_path_spec = model.startswith(("local-dir:", "hf-hub:")) or model == DEMO_MODEL_NAME
-    if not is_path_spec and not args.pretrained:
+    if not names_its_weights(model) and not args.pretrained:
         # open_clip would build the architecture with random weights: useless for search.
         raise UsageError(
             f"--model {model} needs --pretrained TAG_OR_FILE (e.g. --pretrained "
-            "laion2b_s34b_b79k), or use --model local-dir:PATH / hf-hub:ORG/REPO"
+            f"{DEFAULT_PRETRAINED}), or use --model {LOCAL_DIR}PATH / {HF_HUB}ORG/REPO"
         )
-    if is_path_spec and args.pretrained:
+    if names_its_weights(model) and args.pretrained:
         raise UsageError(f"--pretrained is for architecture names; {model} names its weights")
-    return model, args.pretrained
+    try:
+        return ModelSpec(model, args.pretrained, args.device, args.precision, args.batch_size)
+    except InvalidModelSpecError as exc:
+        raise UsageError(f"--{exc.field.replace('_', '-')}: {exc}") from exc
 
 
 def open_encoder(args: argparse.Namespace) -> CLIPEncoder:
+    spec = model_spec(args)  # usage errors before torch loads
     from clip_multimodal.encoder import CLIPEncoder
 
-    model, pretrained = model_spec(args)
-    return CLIPEncoder(model, pretrained, device=args.device)
+    return CLIPEncoder.from_spec(spec)
 
 
 def chroma_location(args: argparse.Namespace) -> dict[str, Any]:

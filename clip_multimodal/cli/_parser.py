@@ -7,6 +7,8 @@ import os
 import textwrap
 from collections.abc import Callable
 
+from clip_multimodal.models import DEFAULT_PRETRAINED, PRECISIONS
+
 __all__ = ["build_parser", "new_parser"]
 
 DESCRIPTION = """\
@@ -20,7 +22,8 @@ The three-step pipeline:
 """
 
 EPILOG = """\
-Every command takes --model/--pretrained, --device, --data-dir, --collection, --host/--port
+Every command takes --model/--pretrained, --device, --precision, --batch-size, --data-dir,
+--collection, --host/--port
 (a Chroma server; `serve` calls them --chroma-host/--chroma-port) and --debug.
 Run `clip-multimodal COMMAND --help` for a command's options.
 
@@ -61,9 +64,21 @@ def _common(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
     group.add_argument("--model", default=os.environ.get("CLIP_MULTIMODAL_MODEL"), help=MODEL_HELP)
     group.add_argument(
         "--pretrained",
-        help="with an architecture name: a pretrained tag (laion2b_s34b_b79k) or a weights file",
+        help=f"with an architecture name: a pretrained tag ({DEFAULT_PRETRAINED}) or a weights file",
     )
     group.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1")
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="the model's precision; auto: bf16 or fp16 on a GPU, fp32 on the CPU",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="items per forward pass (default: 32 on the CPU, 256 on a GPU)",
+    )
     group.add_argument("--data-dir", help=DATA_DIR_HELP)
     group.add_argument("--collection", default="images", help="the Chroma collection name")
     # `serve` binds --host/--port itself, so there the Chroma server has the long names only.

@@ -45,14 +45,8 @@ PAGE_CSP = (
 
 def _load_encoder(settings: ServerSettings) -> Encoder:
     from clip_multimodal.encoder import CLIPEncoder
-    from clip_multimodal.models import DEMO_MODEL
 
-    return CLIPEncoder(
-        settings.model or DEMO_MODEL,
-        settings.pretrained,
-        device=settings.device,
-        max_decode_bytes=settings.max_decode_bytes,
-    )
+    return CLIPEncoder.from_spec(settings.model_spec, max_decode_bytes=settings.max_decode_bytes)
 
 
 class _App(FastAPI):
@@ -74,7 +68,7 @@ def create_app(
     Args:
         settings: limits and locations (defaults: the demo model, the default data dir,
             loopback-only features).
-        encoder: a loaded encoder to serve instead of loading `settings.model`.
+        encoder: a loaded encoder to serve instead of loading `settings.model_spec`.
         client: a Chroma client to use instead of the one `settings` describe.
 
     Returns:

@@ -14,10 +14,13 @@ from pydantic import Field, field_validator
 from pydantic.dataclasses import dataclass
 
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES
+from clip_multimodal.models import DEMO_MODEL, ModelSpec
 
 __all__ = ["ServerSettings"]
 
 MiB = 2**20
+#: The model served when none is named: the bundled demo model.
+DEFAULT_MODEL_SPEC = ModelSpec(DEMO_MODEL)
 
 Limit = Annotated[int, Field(ge=1)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -28,9 +31,10 @@ class ServerSettings:
     """How the service runs. Every limit has a safe default.
 
     Attributes:
-        model: the model spec (any `CLIPEncoder` model name; None: the bundled demo model).
-        pretrained: the pretrained tag or weights file for an architecture name.
-        device: `auto`, `cpu`, `cuda`, ...
+        model_spec: the model served, on its device, precision and batch size (default: the
+            bundled demo model, device and precision `auto`).
+        model, pretrained, device: a shorthand for `model_spec`, as older versions took it
+            (model None: the demo model; device None: `auto`); not both.
         data_dir: where the embedded Chroma lives (`data_dir/chroma`); None: the default
             data dir (`CLIP_MULTIMODAL_DATA_DIR` or the per-user data folder).
         collection: the Chroma collection searched and served.
@@ -61,7 +65,7 @@ class ServerSettings:
 
     model: str | None = None
     pretrained: str | None = None
-    device: str = "auto"
+    device: str | None = None
     data_dir: Path | None = None
     collection: str = "images"
     chroma_host: str | None = None
@@ -82,6 +86,10 @@ class ServerSettings:
     max_batch: Limit = 32
     batch_wait_ms: Annotated[float, Field(ge=0)] = 5.0
     header_timeout_s: Seconds = 10.0
+    model_spec: ModelSpec = DEFAULT_MODEL_SPEC
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_spec", self._spec_from_fields())
 
     @field_validator("allowed_url_hosts")
     @classmethod
@@ -93,6 +101,16 @@ class ServerSettings:
     def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
         # Browsers send an origin as scheme://host[:port], lower case, without a slash.
         return tuple(o.strip().rstrip("/").lower() for o in origins if o.strip())
+
+    def _spec_from_fields(self) -> ModelSpec:
+        """`model_spec`, or the spec the shorthand fields describe (validated alike)."""
+        if self.model is None and self.pretrained is None and self.device is None:
+            return self.model_spec
+        device = "auto" if self.device is None else self.device
+        flat = ModelSpec(self.model or DEMO_MODEL, self.pretrained, device)
+        if self.model_spec not in (DEFAULT_MODEL_SPEC, flat):
+            raise ValueError("give model_spec or the model, pretrained and device fields, not both")
+        return flat
 
     def resolved_data_dir(self) -> Path:
         """`data_dir`, or the default data dir."""

@@ -70,7 +70,9 @@ def load_local_dir(path: str | Path, device: str = "cpu") -> tuple[Any, Any, Any
     """
     import open_clip
 
-    spec = f"local-dir:{Path(path)}"
+    from clip_multimodal.models import LOCAL_DIR
+
+    spec = f"{LOCAL_DIR}{Path(path)}"
     model, _, preprocess = open_clip.create_model_and_transforms(spec, device=device)
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(spec)

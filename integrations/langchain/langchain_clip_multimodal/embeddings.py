@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Literal
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from clip_multimodal.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Precision
 from clip_multimodal.types import Encoder
 
 __all__ = ["CLIPEmbeddings"]
@@ -53,14 +53,17 @@ class CLIPEmbeddings(BaseModel, Embeddings):
         ```
 
     Attributes:
-        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo` or
-            `local-dir:PATH`.
-        pretrained: the pretrained tag or weights file for an architecture name.
+        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
+            `local-dir:PATH` or `clip-multimodal-demo`.
+        pretrained: the pretrained tag or weights file for an architecture name (None for a
+            model that names its weights).
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto`, `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (None: the encoder's default).
         encoder: an existing encoder to use instead of loading one from the fields above
             (any `clip_multimodal.Encoder`; not serialized).
+
+    The model fields are a `clip_multimodal.ModelSpec` (`spec`), validated as it validates.
     """
 
     model_config = ConfigDict(
@@ -70,14 +73,27 @@ class CLIPEmbeddings(BaseModel, Embeddings):
         arbitrary_types_allowed=True,
     )
 
-    model_name: str = "ViT-B-32"
-    pretrained: str | None = "laion2b_s34b_b79k"
+    model_name: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
     device: str = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Precision = "auto"
     batch_size: int | None = Field(default=None, ge=1)
     encoder: Encoder | None = Field(default=None, exclude=True, repr=False)
 
     _loaded: Encoder | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_spec(self) -> CLIPEmbeddings:
+        # ModelSpec validates; a model that names its weights (the demo alias) reads no tag.
+        self.pretrained = self.spec.pretrained
+        return self
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model fields as a `ModelSpec`."""
+        return ModelSpec(
+            self.model_name, self.pretrained, self.device, self.precision, self.batch_size
+        )
 
     @property
     def client(self) -> Encoder:
@@ -88,13 +104,7 @@ class CLIPEmbeddings(BaseModel, Embeddings):
             if self._loaded is None:
                 from clip_multimodal.encoder import CLIPEncoder
 
-                self._loaded = CLIPEncoder(
-                    self.model_name,
-                    self.pretrained,
-                    device=self.device,
-                    precision=self.precision,
-                    batch_size=self.batch_size,
-                )
+                self._loaded = CLIPEncoder.from_spec(self.spec)
             return self._loaded
 
     @property

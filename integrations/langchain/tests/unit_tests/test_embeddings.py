@@ -130,3 +130,21 @@ def test_copies_keep_working(fake_encoder: FakeEncoder) -> None:
     embeddings = CLIPEmbeddings(encoder=fake_encoder)
     copy = embeddings.model_copy(deep=True)
     assert copy.embed_query("a cat") == embeddings.embed_query("a cat")
+
+
+def test_fields_are_one_model_spec() -> None:
+    """The fields build the core's `ModelSpec`, the one every entry point builds (see the
+    core's tests/test_model_spec.py), and the encoder loaded from them reports it back."""
+    from clip_multimodal.models import DEFAULT_PRETRAINED, DEMO_MODEL_NAME, ModelSpec
+
+    spec = ModelSpec(DEMO_MODEL_NAME, None, device="cpu", precision="fp32", batch_size=8)
+    embeddings = CLIPEmbeddings(
+        model_name=DEMO_MODEL_NAME, device="cpu", precision="fp32", batch_size=8
+    )
+    assert embeddings.spec == spec
+    assert embeddings.client.spec == spec  # type: ignore[attr-defined]
+    # The demo alias names its weights: no tag is shown for it (it would be ignored).
+    assert CLIPEmbeddings(model_name=DEMO_MODEL_NAME).pretrained is None
+    assert CLIPEmbeddings().pretrained == DEFAULT_PRETRAINED
+    with pytest.raises(ValidationError, match="device"):
+        CLIPEmbeddings(device="")

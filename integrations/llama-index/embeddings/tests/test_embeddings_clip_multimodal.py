@@ -227,3 +227,20 @@ def test_text_and_image_share_one_space(demo_encoder: Any, demo_images_dir: Path
     images = np.array(embed.get_image_embedding_batch([str(seven), str(circle)]))
     query = np.array(embed.get_query_embedding("a handwritten seven"))
     assert images[0] @ query > images[1] @ query
+
+
+def test_fields_are_one_model_spec() -> None:
+    """The fields build the core's `ModelSpec`, the one every entry point builds (see the
+    core's tests/test_model_spec.py), whether given or read off an encoder handed in."""
+    from clip_multimodal import CLIPEncoder, InvalidModelSpecError
+    from clip_multimodal.models import DEMO_MODEL_NAME, ModelSpec
+
+    spec = ModelSpec(DEMO_MODEL_NAME, None, device="cpu", precision="fp32", batch_size=8)
+    fields = {"device": "cpu", "precision": "fp32", "embed_batch_size": 8}
+    by_fields = CLIPMultiModalEmbedding(model_name=DEMO_MODEL_NAME, **fields)
+    by_encoder = CLIPMultiModalEmbedding(encoder=CLIPEncoder.from_spec(spec))
+    assert by_fields.spec == by_encoder.spec == spec
+    assert by_fields.encoder.spec == spec  # type: ignore[attr-defined]
+    assert by_fields.pretrained is None  # the demo alias names its weights
+    with pytest.raises(InvalidModelSpecError, match="model"):
+        CLIPMultiModalEmbedding(model_name="")

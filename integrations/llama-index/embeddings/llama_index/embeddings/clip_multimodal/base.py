@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from llama_index.core.base.embeddings.base import Embedding
@@ -14,6 +14,7 @@ from llama_index.core.schema import ImageNode, ImageType
 
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.images import decode_base64, read_bytes
+from clip_multimodal.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Precision
 
 if TYPE_CHECKING:
     from clip_multimodal.types import Encoder, ImageInput
@@ -68,15 +69,16 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
 
     Raises:
         ModelNotAvailableError: the weights are not available locally (raised at once, offline).
+        InvalidModelSpecError: a model field is invalid (the message names it).
         ValueError: both `encoder` and a model spec were given.
     """
 
-    model_name: str = Field(default="ViT-B-32", description="The open_clip model spec.")
+    model_name: str = Field(default=DEFAULT_MODEL, description="The open_clip model spec.")
     pretrained: str | None = Field(
-        default="laion2b_s34b_b79k", description="Pretrained tag or weights file."
+        default=DEFAULT_PRETRAINED, description="Pretrained tag or weights file."
     )
     device: str = Field(default="auto", description="auto, cpu, cuda, mps, ...")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+    precision: Precision = Field(
         default="auto", description="Model precision; auto is fp32 on the CPU."
     )
     embed_batch_size: int = Field(default=32, gt=0, le=2048, description="Items per model call.")
@@ -87,21 +89,19 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
         if encoder is not None:
             data = {**_describe(encoder, data), **data}
         super().__init__(**data)
+        # ModelSpec validates; a model that names its weights (local-dir, hf-hub) reads no tag.
+        self.pretrained = self.spec.pretrained
         if encoder is None:
-            encoder = self._load_encoder()
-            # The encoder drops the tag of local-dir and hf-hub specs; record what it used.
-            self.pretrained = getattr(encoder, "pretrained", self.pretrained)
+            from clip_multimodal.encoder import CLIPEncoder
+
+            encoder = CLIPEncoder.from_spec(self.spec)
         self._encoder = encoder
 
-    def _load_encoder(self) -> Encoder:
-        from clip_multimodal.encoder import CLIPEncoder
-
-        return CLIPEncoder(
-            self.model_name,
-            self.pretrained,
-            device=self.device,
-            precision=self.precision,
-            batch_size=self.embed_batch_size,
+    @property
+    def spec(self) -> ModelSpec:
+        """The model fields as a `clip_multimodal.ModelSpec`."""
+        return ModelSpec(
+            self.model_name, self.pretrained, self.device, self.precision, self.embed_batch_size
         )
 
     @classmethod
