@@ -30,6 +30,7 @@ from clip_multimodal.index._repair import discard_collection
 from clip_multimodal.index._store import (
     DEFAULT_SERVER_TIMEOUT_S,
     client_for,
+    max_batch_size,
     open_collection,
     open_existing,
 )
@@ -120,7 +121,7 @@ class ImageIndex(IndexReader):
         self._attach(encoder, chroma, found, "cosine", ref=ref)
         self._lock_timeout = lock_timeout
         self._chunk = chunk
-        self._max_batch = max(1, int(chroma.get_max_batch_size()))
+        self._max_batch = max_batch_size(chroma)
         # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
         # time), so chunks are gathered into one write up to this size or this age.
         self._write_size = min(self._max_batch, 1024)

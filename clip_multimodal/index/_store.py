@@ -43,6 +43,7 @@ __all__ = [
     "describe_collection",
     "get_existing",
     "make_client",
+    "max_batch_size",
     "open_collection",
     "open_existing",
 ]
@@ -169,6 +170,11 @@ def client_for(
     if path is not None or host is not None or port is not None:
         raise ValueError("pass client, or path, or host/port: not several of them")
     return client
+
+
+def max_batch_size(client: ClientAPI) -> int:
+    """The most records one Chroma write may carry."""
+    return max(1, int(client.get_max_batch_size()))
 
 
 def open_collection(client: ClientAPI, name: str, encoder: Encoder) -> Collection:
