@@ -10,17 +10,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
 from clip_multimodal.index import ImageIndex, SearchHit, per_input
+from langchain_clip_multimodal._chroma_compat import ChromaCompat
 from langchain_clip_multimodal._documents import TEXT, record_document
-from langchain_clip_multimodal._encoder import encoder_for
+from langchain_clip_multimodal._setup import add_collection_metadata, no_extra, open_index
 from langchain_clip_multimodal.embeddings import CLIPEmbeddings
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
-    from chromadb.api.models.Collection import Collection
     from chromadb.config import Settings
 
 __all__ = ["CLIPChroma", "cosine_relevance"]
@@ -40,7 +39,7 @@ def cosine_relevance(similarity: float) -> float:
     return min(1.0, max(0.0, (1.0 + similarity) / 2.0))
 
 
-class CLIPChroma(VectorStore):
+class CLIPChroma(ChromaCompat):
     """A Chroma vector store for images and texts that stores URIs, not base64.
 
     Built on `clip_multimodal.ImageIndex`, with `langchain_chroma.Chroma`'s constructor
@@ -137,71 +136,29 @@ class CLIPChroma(VectorStore):
         create_collection_if_not_exists: bool = True,
         index: ImageIndex | None = None,
     ) -> None:
-        _check_space(collection_metadata or {})
-        if index is not None:
-            given = (persist_directory, host, port, client, client_settings, collection_metadata)
-            if any(arg is not None for arg in given):
-                raise ValueError("pass index, or the connection arguments: not both")
-            embedding_function = embedding_function or CLIPEmbeddings(encoder=index.encoder)
-            _check_same_model(embedding_function, index)
-        elif embedding_function is None:
-            raise ValueError(
-                "CLIPChroma needs an embedding_function: CLIPEmbeddings(...) for images and "
-                "texts, or any LangChain Embeddings for texts only"
-            )
-        else:
-            if client is None:
-                client = _own_client(client_settings, persist_directory, host, port)
-                if client is not None:  # made here from the location: the core takes the client
-                    persist_directory, host, port = None, None, None
-            encoder = encoder_for(embedding_function)
-            if not create_collection_if_not_exists:
-                # Opening read-only checks that it exists and creates nothing; then open it.
-                found = ImageIndex.open_read_only(
-                    encoder, collection_name, persist_directory, client=client, host=host, port=port
-                )
-                client, persist_directory, host, port = found.client, None, None, None
-            index = ImageIndex(
-                encoder, collection_name, persist_directory, client=client, host=host, port=port
-            )
+        embedding_function, index = open_index(
+            collection_name,
+            embedding_function,
+            persist_directory,
+            host,
+            port,
+            client,
+            client_settings=client_settings,
+            collection_metadata=collection_metadata,
+            create_collection_if_not_exists=create_collection_if_not_exists,
+            index=index,
+        )
         self._embedding: Embeddings = embedding_function
         self._index = index
         self._deleted = False  # delete_collection() was called
         self._collection_metadata = dict(collection_metadata or {})
         self._relevance_score_fn = relevance_score_fn or cosine_relevance
-        _add_collection_metadata(index, self._collection_metadata)
+        add_collection_metadata(index, self._collection_metadata)
 
     @property
     def embeddings(self) -> Embeddings:
         """The embedding function."""
         return self._embedding
-
-    @property
-    def index(self) -> ImageIndex:
-        """The underlying `ImageIndex` (full reports, folder sync, raw hits).
-
-        Raises:
-            ValueError: the collection was deleted with `delete_collection`.
-        """
-        if self._deleted:
-            raise ValueError(
-                "Chroma collection not initialized: it was deleted with delete_collection(); "
-                "use reset_collection() to create it again, empty"
-            )
-        return self._index
-
-    @property
-    def _collection(self) -> Collection:
-        """The Chroma collection (as `langchain_chroma.Chroma._collection`)."""
-        return self.index.collection
-
-    @property
-    def _client(self) -> ClientAPI:
-        """The Chroma client (as `langchain_chroma.Chroma._client`)."""
-        client = self.index.client
-        if client is None:  # an index opened from a Collection object
-            raise ValueError("this store was built on a Chroma Collection, without its client")
-        return client
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return self._relevance_score_fn
@@ -221,7 +178,7 @@ class CLIPChroma(VectorStore):
         Returns:
             The ids, given or generated (a uuid4 where an id is missing).
         """
-        _no_extra(kwargs, "add_texts")
+        no_extra(kwargs, "add_texts")
         texts = list(texts)
         n = len(texts)
         metas = per_input("metadatas", metadatas, n, "text")
@@ -299,7 +256,7 @@ class CLIPChroma(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """The k records closest to a vector from this store's model, best first."""
-        _no_extra(kwargs, "similarity_search_by_vector")
+        no_extra(kwargs, "similarity_search_by_vector")
         hits = self.index.search_by_vector(embedding, k, filter, where_document)
         return [doc for doc, _ in self._documents(hits)]
 
@@ -313,7 +270,7 @@ class CLIPChroma(VectorStore):
     ) -> list[tuple[Document, float]]:
         """Like `similarity_search_by_vector`, with relevance in [0, 1] (higher is better;
         `langchain_chroma.Chroma` returns a distance here, despite the name)."""
-        _no_extra(kwargs, "similarity_search_by_vector_with_relevance_scores")
+        no_extra(kwargs, "similarity_search_by_vector_with_relevance_scores")
         hits = self.index.search_by_vector(embedding, k, filter, where_document)
         relevance = self._relevance_score_fn
         return [(doc, relevance(score)) for doc, score in self._documents(hits)]
@@ -359,7 +316,7 @@ class CLIPChroma(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Like `max_marginal_relevance_search`, for a vector (the core's MMR)."""
-        _no_extra(kwargs, "max_marginal_relevance_search")
+        no_extra(kwargs, "max_marginal_relevance_search")
         hits = self.index.max_marginal_relevance_by_vector(
             embedding, k, fetch_k, lambda_mult, filter, where_document
         )
@@ -387,76 +344,6 @@ class CLIPChroma(VectorStore):
         """Like `similarity_search_by_image`, with relevance in [0, 1] (higher is better)."""
         relevance = self._relevance_score_fn
         return [(doc, relevance(s)) for doc, s in self._search_image(uri, k, filter, kwargs)]
-
-    # -- records ------------------------------------------------------------------------
-
-    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The records with these ids, in the order asked; missing ids are left out."""
-        records = self.index.get(list(ids))
-        return [record_document(r.id, r.uri, r.metadata, r.document) for r in records]
-
-    def get(
-        self,
-        ids: str | list[str] | None = None,
-        where: Mapping[str, Any] | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        where_document: Mapping[str, Any] | None = None,
-        include: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """Chroma's raw records (as `langchain_chroma.Chroma.get`): a dict of `ids`,
-        `documents`, `metadatas` and, when `include` asks, `embeddings` or `uris`.
-
-        Metadata is as stored: records carry `modality` and images their file keys.
-        """
-        query: dict[str, Any] = {
-            "ids": ids,
-            "where": dict(where) if where else None,
-            "limit": limit,
-            "offset": offset,
-            "where_document": dict(where_document) if where_document else None,
-            "include": include or ["metadatas", "documents"],
-        }
-        return dict(self.index.collection.get(**query))
-
-    def update_document(self, document_id: str, document: Document) -> None:
-        """Re-embed and replace one record (as `langchain_chroma.Chroma.update_document`)."""
-        self.update_documents([document_id], [document])
-
-    def update_documents(self, ids: list[str], documents: list[Document]) -> None:
-        """Re-embed and replace records by id; an id not stored yet is added."""
-        metadatas = [dict(d.metadata) for d in documents]
-        self.add_texts([d.page_content for d in documents], metadatas, ids=list(ids))
-
-    def delete_collection(self) -> None:
-        """Delete the whole collection; the store then refuses calls until `reset_collection`."""
-        self._client.delete_collection(self.index.name)
-        self._deleted = True
-
-    def reset_collection(self) -> None:
-        """Delete the collection (if it is still there) and create it again, empty."""
-        if not self._deleted:
-            self.delete_collection()
-        old = self._index
-        if old.client is None:  # an index opened from a Collection object
-            raise ValueError("this store was built on a Chroma Collection, without its client")
-        self._index = ImageIndex(old.encoder, old.name, client=old.client)
-        self._deleted = False
-        _add_collection_metadata(self._index, self._collection_metadata)
-
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete records by id, or by metadata with `filter=...` (or `where=...`, as
-        `langchain_chroma.Chroma` takes it); missing ids are ignored.
-
-        Raises:
-            ValueError: neither ids nor filter given (this store never deletes everything).
-        """
-        where = kwargs.pop("filter", None) or kwargs.pop("where", None)
-        _no_extra(kwargs, "delete")
-        if ids is not None and not ids and where is None:
-            return True
-        self.index.delete(ids, where)
-        return True
 
     # -- constructors -------------------------------------------------------------------
 
@@ -500,7 +387,7 @@ class CLIPChroma(VectorStore):
         where_document: Mapping[str, Any] | None,
         extra: Mapping[str, Any],
     ) -> list[tuple[Document, float]]:
-        _no_extra(extra, "similarity_search")
+        no_extra(extra, "similarity_search")
         vector = self._embedding.embed_query(query)
         return self._documents(self.index.search_by_vector(vector, k, where, where_document))
 
@@ -508,7 +395,7 @@ class CLIPChroma(VectorStore):
         self, uri: str, k: int, where: Mapping[str, Any] | None, extra: Mapping[str, Any]
     ) -> list[tuple[Document, float]]:
         where_document = extra.get("where_document")
-        _no_extra({n: v for n, v in extra.items() if n != "where_document"}, "search by image")
+        no_extra({n: v for n, v in extra.items() if n != "where_document"}, "search by image")
         self._clip_embeddings("search by image")
         hits = self.index.search(uri, k, where, where_document, query_type="image")
         return self._documents(hits)
@@ -522,60 +409,3 @@ class CLIPChroma(VectorStore):
                 f"{what} needs embedding_function=CLIPEmbeddings(...); this store uses "
                 f"{type(self._embedding).__name__}, which embeds texts only"
             )
-
-
-def _own_client(
-    settings: Settings | None, path: str | None, host: str | None, port: int | None
-) -> ClientAPI | None:
-    """The client `langchain_chroma.Chroma` makes for `client_settings` or for no location;
-    None when the core makes it from the path or host/port.
-
-    The in-memory client takes Chroma's default settings, as `chromadb.EphemeralClient()`
-    does: the in-memory system is one per process, and another client there with other
-    settings is refused.
-    """
-    import chromadb
-
-    if settings is None:
-        return chromadb.EphemeralClient() if (path, host, port) == (None, None, None) else None
-    if path is not None:
-        return chromadb.PersistentClient(path=path, settings=settings)
-    if host is not None or port is not None:
-        return chromadb.HttpClient(host=host or "localhost", port=port or 8000, settings=settings)
-    return chromadb.Client(settings)
-
-
-def _check_space(metadata: Mapping[str, Any]) -> None:
-    """Refuse a distance space other than cosine, which CLIP scores need, before anything
-    is created."""
-    space = metadata.get("hnsw:space", "cosine")
-    if space != "cosine":
-        raise ValueError(
-            f"collection_metadata asks for the {space!r} distance; CLIPChroma collections use "
-            "'cosine' (its scores are cosine similarity). Leave hnsw:space out."
-        )
-
-
-def _add_collection_metadata(index: ImageIndex, metadata: Mapping[str, Any]) -> None:
-    """Record the caller's collection metadata (keys already set stay as they are)."""
-    current = dict(index.collection.metadata or {})
-    missing = {k: v for k, v in metadata.items() if k not in current and k != "hnsw:space"}
-    if missing:
-        index.collection.modify(metadata={**current, **missing})
-
-
-def _check_same_model(embeddings: Embeddings, index: ImageIndex) -> None:
-    model_id = encoder_for(embeddings).model_id
-    if model_id != index.encoder.model_id:
-        raise ValueError(
-            f"embedding_function uses model {model_id}, but the index holds vectors of "
-            f"{index.encoder.model_id}; leave embedding_function out to use the index's model"
-        )
-
-
-def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
-    if kwargs:
-        raise TypeError(
-            f"CLIPChroma.{method} got unexpected arguments {sorted(kwargs)}; it takes filter "
-            "(a Chroma metadata filter) and where_document"
-        )
