@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from PIL import Image
 
 
@@ -61,3 +63,14 @@ def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (20, 20)) -> 
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, format="PNG")
     return buf.getvalue()
+
+
+@contextmanager
+def without_proxies() -> Iterator[None]:
+    """Loopback test servers are reached directly: the environment's proxy variables are set
+    aside for the block and restored after it (a module fixture cannot use `monkeypatch`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.lower().endswith("_proxy"):
+                patch.delenv(key)
+        yield

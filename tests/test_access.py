@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from PIL import Image
 from clip_multimodal.access import AccessDeniedError, AccessPolicy, parse_url
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.images import fetch_url, load_image
+from tests.server_helpers import without_proxies
 
 
 def _png() -> bytes:
@@ -140,14 +140,12 @@ class _Images(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def image_host(request: pytest.FixtureRequest) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.lower().endswith("_proxy"):
-            os.environ.pop(key)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with without_proxies():
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        server.server_close()
 
 
 def test_urls_are_allowed_by_host_or_prefix(image_host: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import http.client
 import http.server
-import os
 import socket
 import threading
 import time
@@ -26,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from clip_multimodal.server import ServerSettings, create_app
 from clip_multimodal.testing import FakeEncoder
-from tests.server_helpers import png_bytes, running_server
+from tests.server_helpers import png_bytes, running_server, without_proxies
 
 IMAGE = base64.b64encode(png_bytes((200, 30, 30))).decode()
 
@@ -142,16 +141,16 @@ class _Images(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def image_hosts() -> Iterator[tuple[str, str]]:
     """The same image server on 127.0.0.1 and on 127.0.0.2 (only the first is allowed)."""
-    for key in list(os.environ):
-        if key.lower().endswith("_proxy"):
-            os.environ.pop(key)
-    servers = [http.server.ThreadingHTTPServer((h, 0), _Images) for h in ("127.0.0.1", "127.0.0.2")]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tuple(f"http://{s.server_address[0]}:{s.server_address[1]}" for s in servers)  # type: ignore[misc]
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with without_proxies():
+        servers = [
+            http.server.ThreadingHTTPServer((h, 0), _Images) for h in ("127.0.0.1", "127.0.0.2")
+        ]
+        for server in servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield tuple(f"http://{s.server_address[0]}:{s.server_address[1]}" for s in servers)  # type: ignore[misc]
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 @pytest.fixture(scope="module")
