@@ -57,7 +57,7 @@ from benchmarks._machine import machine_info
 from benchmarks.images import bench_dir, make_jpegs
 
 GFLOP_VIT_B32 = 8.82  # per 224x224 image, forward, 2 FLOPs per multiply-add
-# Dense bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name().
+# Dense bf16 tensor-core peaks, TFLOP/s, by whole words of torch.cuda.get_device_name().
 PEAK_BF16_TFLOPS = {
     "H200": 989.0,
     "H100 NVL": 835.0,
@@ -66,7 +66,9 @@ PEAK_BF16_TFLOPS = {
     "GH200": 989.0,
     "B200": 2250.0,
     "A100": 312.0,
+    "H200 NVL": 835.0,
     "L40S": 362.0,
+    "L40": 181.0,
     "L4": 121.0,
     "A10G": 70.0,
     "RTX 4090": 165.0,
@@ -116,11 +118,15 @@ def log(message: str) -> None:
 
 
 def peak_tflops(name: str | None) -> float | None:
-    """The card's dense bf16 peak, by name (longest match first); None if unknown."""
+    """The card's dense bf16 peak, by name (longest match first); None if unknown.
+
+    Keys match whole words only: a substring test read "L40" as "L4" and "H200 NVL" as "H200".
+    """
     if not name:
         return None
+    words = f" {' '.join(name.split())} "
     for key in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):
-        if key in name:
+        if f" {key} " in words:
             return PEAK_BF16_TFLOPS[key]
     return None
 
@@ -309,8 +315,18 @@ def naive_loop(encoder: Any, paths: Sequence[Path]) -> float:
     return len(paths) / seconds
 
 
+def reference_encoder(encoder: Any) -> Any:
+    """The same model with the device pipeline off: on CUDA, CLIPEncoder turns the pipeline on
+    by itself, and the reference must decode with PIL on the CPU, not measure the pipeline."""
+    from clip_multimodal import CLIPEncoder
+
+    return CLIPEncoder.from_spec(encoder.spec, device_pipeline=False)
+
+
 def reference_rate(encoder: Any, paths: Sequence[Path]) -> tuple[float, np.ndarray]:
-    """CLIPEncoder's own path: threaded PIL decode + preprocess on the CPU, bf16 tower."""
+    """CLIPEncoder's CPU-decode path: threaded PIL decode + preprocess on the CPU, bf16 tower.
+
+    `encoder` must have its device pipeline off (`reference_encoder`)."""
     encoder.embed_images(paths[: encoder.batch_size])
     start = time.perf_counter()
     vectors = encoder.embed_images(paths)
@@ -487,7 +503,7 @@ def pipeline_section(
     workers = args.workers or min(16, os.cpu_count() or 1)
     figures, result = pipeline_figures(encoder, paths, workers)
     ref_paths = paths[: args.reference]
-    figures["reference_img_per_s"], ref = reference_rate(encoder, ref_paths)
+    figures["reference_img_per_s"], ref = reference_rate(reference_encoder(encoder), ref_paths)
     log(f"  CLIPEncoder (CPU decode, bf16 tower): {figures['reference_img_per_s']:,.0f} img/s")
     cosine = (result.vectors[: len(ref_paths)] * ref).sum(axis=1)
     figures["fidelity"] = {

@@ -264,6 +264,23 @@ def test_peak_table_matches_card_names() -> None:
     assert gpu.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu.peak_tflops("NVIDIA H200") == 989.0
     assert gpu.peak_tflops("Some Future Card") is None
+    # Whole words: an L40 is not an L4, an H200 NVL is not an H200 SXM.
+    assert gpu.peak_tflops("NVIDIA L40") == 181.0
+    assert gpu.peak_tflops("NVIDIA L4") == 121.0
+    assert gpu.peak_tflops("NVIDIA H200 NVL") == 835.0
+    assert gpu.peak_tflops("NVIDIA GH200 480GB") == 989.0
+
+
+def test_the_reference_decodes_on_the_cpu_even_when_the_encoder_uses_the_pipeline(
+    tiny_dir: Path,
+) -> None:
+    from clip_multimodal import CLIPEncoder
+
+    encoder = CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", device_pipeline=True)
+    assert encoder._device_pipeline is not None  # what device="cuda" gives by itself
+    reference = gpu.reference_encoder(encoder)
+    assert reference._device_pipeline is None
+    assert reference.model_id == encoder.model_id and reference.spec == encoder.spec
 
 
 def test_native_norms_variant_computes_the_same_embeddings(tiny_dir: Path) -> None:
