@@ -19,6 +19,10 @@ def pick_device(
         mps: whether `auto` may pick Apple's MPS (training keeps to CUDA or the CPU).
         local_rank: a torchrun rank's GPU; a bare `cuda` becomes `cuda:local_rank`.
 
+    A bare `cuda` always comes back with an explicit index (`local_rank`, else the current
+    device): torch resolves an index-less CUDA device per thread, so after `set_device(k)` a
+    decode thread would run on GPU 0 while the model is on GPU k.
+
     Raises:
         InvalidModelSpecError: `device` names no torch device (a ValueError).
         ValueError: CUDA is asked for on a machine without it.
@@ -31,8 +35,9 @@ def pick_device(
         raise InvalidModelSpecError("device", f"{device!r} is not a device: {exc}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: CUDA is not available here; use cpu")
-    if dev.type == "cuda" and dev.index is None and local_rank is not None:
-        dev = torch.device("cuda", local_rank)
+    if dev.type == "cuda" and dev.index is None:
+        index = torch.cuda.current_device() if local_rank is None else local_rank
+        dev = torch.device("cuda", index)
     return dev
 
 

@@ -65,6 +65,7 @@ def test_gathered_loss_gives_each_rank_the_global_batch_gradient(tmp_path: Path)
         assert torch.allclose(result["loss"], loss, atol=1e-6)
         assert result["grads"].keys() == expected.keys()
         assert max_diff(result["grads"], expected) < 1e-6  # same scale, same direction
+        assert result["timeout_s"] == 45 * 60  # init_distributed's timeout reached the group
     # The check has teeth: one rank's half batch alone gives other gradients.
     _, half = _single_process_gradients(slice(0, 4))
     assert max_diff(half, expected) > 1e-3
@@ -82,7 +83,7 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path: Path) -> None
     common += ["--stage2-max-epochs", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    per_rank = ["--batch-size", "4", "--output", str(tmp_path / "ddp")]
+    per_rank = ["--batch-size", "4", "--output", str(tmp_path / "ddp"), "--dist-timeout-min", "45"]
     ddp = subprocess.run(
         [*torchrun, "--nproc_per_node", "2", "-m", "clip_multimodal.cli", *common, *per_rank],
         capture_output=True,
@@ -91,7 +92,8 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path: Path) -> None
         timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "training on cpu (2 process(es), gloo)" in ddp.stdout
+    # The ranks wait out rank 0's evaluation under the asked timeout, not torch's 10 minutes.
+    assert "training on cpu (2 process(es), gloo, collectives time out after 45 min)" in ddp.stdout
     assert ddp.stdout.count("switching to stage 2") == 1  # rank 0 alone logs
 
     from clip_multimodal.cli import main

@@ -113,22 +113,25 @@ def gradients(model: Any) -> dict[str, torch.Tensor]:
 
 def ddp_gradient_worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank of a gloo group on loopback: its slice of `global_batch`, one backward through
-    the gathered loss inside DDP, then the (averaged) gradients saved to out/rank<r>.pt."""
+    the gathered loss inside DDP, then the (averaged) gradients and the group's collective
+    timeout saved to out/rank<r>.pt."""
     import os
 
     import torch.distributed as dist
 
     from clip_multimodal.training.distributed import (
-        DistEnv,
         gathered_clip_loss,
+        init_distributed,
         wrap_for_training,
     )
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    env = init_distributed("cpu", timeout_min=45)
     try:
-        env = DistEnv(rank, world, rank, torch.device("cpu"), "gloo")
+        group = dist.distributed_c10d._get_default_group()
+        timeout = group._get_backend(torch.device("cpu")).options._timeout  # the group's own
         model = tiny_model()
         forward = wrap_for_training(model, env)
         images, tokens = global_batch()
@@ -136,6 +139,7 @@ def ddp_gradient_worker(rank: int, world: int, port: int, out: str) -> None:
         image_f, text_f, scale = forward(images[rows], tokens[rows])
         loss = gathered_clip_loss(image_f, text_f, scale, env)
         loss.backward()
-        torch.save({"loss": loss.detach(), "grads": gradients(model)}, f"{out}/rank{rank}.pt")
+        result = {"loss": loss.detach(), "grads": gradients(model)}
+        torch.save({**result, "timeout_s": timeout.total_seconds()}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()

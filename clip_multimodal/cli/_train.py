@@ -134,6 +134,13 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--grad-checkpointing", action="store_true", help="recompute activations (less memory)"
     )
+    g.add_argument(
+        "--dist-timeout-min",
+        type=_positive_float,
+        default=60.0,
+        help="under torchrun: minutes a rank may wait in a collective, e.g. while rank 0 "
+        "evaluates and saves (60)",
+    )
 
 
 def _add_optimization(parser: argparse.ArgumentParser) -> None:
@@ -393,6 +400,7 @@ def _config(args: argparse.Namespace, separator: str | None) -> RunConfig:
         grad_clip_norm=args.grad_clip_norm or None,
         seed=args.seed,
         device=args.device,
+        dist_timeout_min=args.dist_timeout_min,
         save_frequency=args.save_frequency,
         tensorboard=args.report_to == "tensorboard",
         resume=resume,

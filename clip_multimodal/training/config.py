@@ -45,6 +45,7 @@ class RunConfig:
     grad_clip_norm: float | None = 1.0
     seed: int = 0
     device: str = "auto"
+    dist_timeout_min: float = 60.0  # every collective's limit under torchrun (rank 0 evaluates)
     save_frequency: int = 1  # save checkpoints/epoch_N every this many epochs; 0: never
     tensorboard: bool = False
     resume: Path | None = None  # a checkpoint folder (OUTPUT/checkpoints/epoch_N)

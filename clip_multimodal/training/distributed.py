@@ -8,8 +8,10 @@ global batch, so N processes with batch B train exactly like one process with ba
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class DistEnv:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
+    timeout_min: float | None = None  # the process group's limit on one collective
 
     @property
     def distributed(self) -> bool:
@@ -63,29 +67,52 @@ def _env_int(*names: str, default: int = 0) -> int:
     return default
 
 
-def pick_train_device(device: str, local_rank: int = 0) -> torch.device:
-    """`auto` is this rank's GPU when CUDA is available, else the CPU (never MPS)."""
-    return pick_device(device, mps=False, local_rank=local_rank)
+def pick_train_device(
+    device: str, local_rank: int | None = None, *, world_size: int = 1
+) -> torch.device:
+    """`auto` is this rank's GPU when CUDA is available, else the CPU (never MPS).
+
+    Under torchrun (`world_size` > 1) every CUDA device is `cuda:local_rank`: one explicit
+    `--device cuda:N` given to all ranks would otherwise put every rank on the same GPU.
+    """
+    dev = pick_device(device, mps=False, local_rank=local_rank)
+    if world_size > 1 and dev.type == "cuda" and local_rank is not None:
+        if dev.index != local_rank:
+            _log.warning(
+                "--device %s: under torchrun each rank uses its own GPU; rank with "
+                "LOCAL_RANK=%d trains on cuda:%d",
+                device,
+                local_rank,
+                local_rank,
+            )
+        dev = torch.device("cuda", local_rank)
+    return dev
 
 
-def init_distributed(device: str = "auto") -> DistEnv:
+def init_distributed(device: str = "auto", timeout_min: float = 60.0) -> DistEnv:
     """Join the process group torchrun describes in the environment (or run alone).
 
     torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without them this
-    is a single process and no group is created.
+    is a single process and no group is created. `timeout_min` bounds every collective: the
+    other ranks wait in one while rank 0 alone evaluates and saves, so it must outlast that
+    (torch's default, 10 minutes, trips the NCCL watchdog on a large validation set).
     """
     rank = _env_int("RANK")
     world = _env_int("WORLD_SIZE", default=1)
     local_rank = _env_int("LOCAL_RANK")
-    dev = pick_train_device(device, local_rank)
+    # Alone without LOCAL_RANK, a bare `cuda` is the current device, not always GPU 0.
+    rank_gpu = local_rank if "LOCAL_RANK" in os.environ else None
+    dev = pick_train_device(device, rank_gpu, world_size=world)
     if world <= 1:
         return DistEnv(device=dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world)
-    return DistEnv(rank, world, local_rank, dev, backend)
+        dist.init_process_group(
+            backend, rank=rank, world_size=world, timeout=timedelta(minutes=timeout_min)
+        )
+    return DistEnv(rank, world, local_rank, dev, backend, timeout_min)
 
 
 def shutdown(env: DistEnv) -> None:

@@ -30,6 +30,7 @@ from clip_multimodal.training.csv_data import PairTable, read_pairs
 from clip_multimodal.training.data import PairDataset, tokenize
 from clip_multimodal.training.distributed import (
     DistEnv,
+    barrier,
     broadcast_object,
     init_distributed,
     shutdown,
@@ -52,7 +53,7 @@ def run_training(cfg: RunConfig, say: Any = print) -> RunResult:
         cfg: the run.
         say: where rank 0's log lines go besides OUTPUT/out.log (print by default).
     """
-    env = init_distributed(cfg.device)
+    env = init_distributed(cfg.device, cfg.dist_timeout_min)
     try:
         return _Run(cfg, env, say).execute()
     finally:
@@ -71,10 +72,12 @@ class _Run:
         self.state = TrainState(seed=cfg.seed)
 
     def execute(self) -> RunResult:
+        group = self.env.backend or "no process group"
+        if self.env.timeout_min is not None:
+            group += f", collectives time out after {self.env.timeout_min:g} min"
         self.say(
-            f"training on {self.env.device} ({self.env.world_size} process(es), "
-            f"{self.env.backend or 'no process group'}), precision {self.precision}, "
-            f"output {self.cfg.output}"
+            f"training on {self.env.device} ({self.env.world_size} process(es), {group}), "
+            f"precision {self.precision}, output {self.cfg.output}"
         )
         tables = self._read_tables() if self.env.is_main else None
         train, val = broadcast_object(tables, self.env) or (None, None)
@@ -92,6 +95,7 @@ class _Run:
         self.trainer.enter_stage(self.state.stage, opt_state, scaler_state)
         if self.env.is_main and val is not None and self.cfg.eval_before and self.state.epoch == 0:
             self.writer.record_before(self._evaluate())
+        barrier(self.env)  # the other ranks wait here (the group's timeout) while rank 0 scores
         return self._train_epochs()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -211,6 +215,7 @@ class _Run:
             self.writer.after_epoch(
                 record, decision, self.state, self.built, trainer.step, trainer.detector
             )
+            barrier(self.env)  # the other ranks wait here while rank 0 logs and saves
             if decision.action == "stop":
                 break
             if decision.action == "switch":
