@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import socket
@@ -74,3 +75,17 @@ def without_proxies() -> Iterator[None]:
             if key.lower().endswith("_proxy"):
                 patch.delenv(key)
         yield
+
+
+class ImageHandler(http.server.BaseHTTPRequestHandler):
+    """A quiet handler for loopback image servers in tests: `send_body` answers 200."""
+
+    def send_body(self, body: bytes, content_type: str = "image/png") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass

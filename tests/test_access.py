@@ -21,7 +21,7 @@ from PIL import Image
 from clip_multimodal.access import AccessDeniedError, AccessPolicy, parse_url
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.images import fetch_url, load_image
-from tests.server_helpers import without_proxies
+from tests.server_helpers import ImageHandler, without_proxies
 
 
 def _png() -> bytes:
@@ -119,7 +119,7 @@ def test_a_relative_path_resolves_against_the_working_directory(
         load_image("a.png", policy=AccessPolicy(roots=[tmp_path / "sub"]))
 
 
-class _Images(http.server.BaseHTTPRequestHandler):
+class _Images(ImageHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/redirect"):
             self.send_response(302)
@@ -128,14 +128,7 @@ class _Images(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = PNG if self.path.endswith(".png") else b"\0" * 5000
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_body(body)
 
 
 @pytest.fixture(scope="module")

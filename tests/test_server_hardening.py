@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from clip_multimodal.server import ServerSettings, create_app
 from clip_multimodal.testing import FakeEncoder
-from tests.server_helpers import png_bytes, running_server, without_proxies
+from tests.server_helpers import ImageHandler, png_bytes, running_server, without_proxies
 
 IMAGE = base64.b64encode(png_bytes((200, 30, 30))).decode()
 
@@ -122,20 +122,13 @@ def test_long_texts_under_the_cap_are_cheap(api: TestClient) -> None:
 # -- URLs: one parser, and the right status ----------------------------------------------------
 
 
-class _Images(http.server.BaseHTTPRequestHandler):
+class _Images(ImageHandler):
     hits: list[str] = []  # noqa: RUF012 - shared by the handler instances on purpose
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
         body = png_bytes((200, 30, 30)) if self.path == "/red.png" else b"\0" * 50_000
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_body(body)
 
 
 @pytest.fixture(scope="module")
