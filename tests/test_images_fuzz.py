@@ -332,6 +332,11 @@ def test_the_atheris_harness_finds_no_crash_in_20_seconds(tmp_path: Path) -> Non
         f"-artifact_prefix={tmp_path}/",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # libFuzzer's -rss_limit_mb reads ru_maxrss, which Linux carries over fork and exec: a
+    # harness started straight from this (GB-sized) pytest process starts "out of memory".
+    # A shell that forks the harness (the trailing `exit` keeps it from exec'ing) gives the
+    # harness a fresh peak of its own.
+    command = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
     run = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("oom-*"))
