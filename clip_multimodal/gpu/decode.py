@@ -4,7 +4,9 @@ Reader threads turn each input into a `Loaded`: JPEG bytes that the device decod
 batched call, or pixels decoded right there on the CPU (PNG through libpng; every other
 format, and anything the header probe does not trust, through `load_image`, the reference
 path). A JPEG the device decoder rejects falls back to PIL too, so one odd file never sinks a
-batch, and a file nothing can decode is reported by name.
+batch, and a file nothing can decode is reported by name. The device decoder's pixels are
+not bit-exact: nvJPEG upsamples 4:2:0 chroma its own way (benchmarks/gpu.py measures the
+difference and gates on the embeddings' cosine to the CPU path).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.gpu.memory import is_out_of_memory
 from clip_multimodal.images import (
     ImageSource,
     classify,
@@ -25,6 +28,7 @@ from clip_multimodal.images import (
     plain_format,
     read_bytes,
 )
+from clip_multimodal.images._header import jpeg_size
 from clip_multimodal.types import ImageInput
 
 __all__ = ["JpegDecoder", "Loaded", "load_payload", "pil_pixels", "route"]
@@ -47,13 +51,29 @@ class Loaded:
     error: ImageLoadError | None = None
     info: Any = None
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the decoded image, from the header for JPEG bytes."""
+        if self.pixels is not None:
+            return int(self.pixels.shape[-2]), int(self.pixels.shape[-1])
+        return (jpeg_size(self.jpeg) if self.jpeg else None) or (0, 0)
+
+    @property
+    def host_bytes(self) -> int:
+        """What this input holds in host memory while it waits for the decode stage."""
+        if self.pixels is not None:
+            return int(self.pixels.numel())
+        return len(self.jpeg or b"")
+
 
 def route(data: bytes) -> Route:
     """Which decoder reproduces `load_image` for these bytes, from the header alone.
 
-    The fast decoders get only what they decode exactly as `load_image` does (the image
-    layer's `plain_format`: plain 8-bit JPEGs and PNGs within the pixel cap). Everything
-    else goes to PIL, which also produces the error message.
+    The fast decoders get only what they decode as `load_image` does (the image layer's
+    `plain_format`: complete baseline 8-bit JPEGs without rotation, plain PNGs, within the
+    pixel cap; libpng exactly, nvJPEG within a measured tolerance). Everything else
+    (progressive, lossless, arithmetic-coded, truncated or rotated JPEGs…) goes to PIL,
+    which also produces the error message.
     """
     return plain_format(data) or "pil"
 
@@ -126,20 +146,27 @@ class JpegDecoder:
         return views
 
     def decode(self, datas: Sequence[bytes]) -> list[torch.Tensor | None]:
-        """uint8 (3, H, W) tensors on the device; None where this decoder failed."""
-        from torchvision.io import ImageReadMode, decode_jpeg
+        """uint8 (3, H, W) tensors on the device; None where this decoder failed.
 
+        Raises:
+            RuntimeError: the device ran out of memory (`is_out_of_memory`): the caller
+                decodes fewer at a time; that is no verdict on the files.
+        """
         if not datas:
             return []
-        views = self._pack(datas)
+        return self._decode_views(self._pack(datas))
+
+    def _decode_views(self, views: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
         try:
             return list(decode_jpeg(views, mode=ImageReadMode.RGB, device=self.device))
-        except RuntimeError:
-            pass  # one bad file fails the whole batched call: find it, keep the rest
-        out: list[torch.Tensor | None] = []
-        for view in views:
-            try:
-                out.append(decode_jpeg(view, mode=ImageReadMode.RGB, device=self.device))
-            except RuntimeError:
-                out.append(None)
-        return out
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                raise
+            if len(views) == 1:
+                return [None]
+        # One bad file fails the whole batched call (no partial results): halve to find it,
+        # so it costs about 2·log2(n) calls, not n.
+        half = len(views) // 2
+        return self._decode_views(views[:half]) + self._decode_views(views[half:])

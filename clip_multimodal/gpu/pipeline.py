@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ import torch
 
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.gpu.decode import JpegDecoder, Loaded, load_payload, pil_pixels
+from clip_multimodal.gpu.memory import decode_bytes, is_out_of_memory, release_cached, to_device
+from clip_multimodal.gpu.readahead import ReadAhead
 from clip_multimodal.gpu.transforms import PreprocessSpec, preprocess_batch
 from clip_multimodal.types import ImageEmbeddings, ImageInput, PixelEncoder
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddedBatch", "GPUImagePipeline", "fit_batch_size"]
 
 T = TypeVar("T")
-_START_BATCH = 1024
+_HOST_BYTES = 2 << 30  # read-ahead: what finished reads may hold in host memory
+_CPU_DECODE_BUDGET = 2 << 30  # the decode stage's memory budget off CUDA
 
 
 @dataclass
@@ -64,24 +66,38 @@ class EmbeddedBatch:
     infos: dict[int, Any] = field(default_factory=dict)
 
 
-def fit_batch_size(encoder: PixelEncoder, size: int, start: int = _START_BATCH) -> int:
-    """The largest batch (start, halved on each out-of-memory) the image tower runs at.
+def fit_batch_size(encoder: PixelEncoder, size: int, start: int, reserve_bytes: int = 0) -> int:
+    """The largest batch (`start`, halved on each out-of-memory) the image tower runs at.
 
-    Tried with a real forward pass on zeros. Decoded images need memory beyond this; the
-    pipeline resizes them in bounded groups, so the model's batch dominates.
+    Tried with a real forward pass on zeros while `reserve_bytes` stay allocated on the
+    device: the decode stage's budget, which runs beside the model.
     """
-    if encoder.device.type != "cuda":
-        return encoder.batch_size
-    batch = start
-    while batch > 1:
-        try:
-            pixels = torch.zeros((batch, 3, size, size), device=encoder.device)
-            encoder.embed_pixels(pixels)
-            return batch
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            batch //= 2
-    return 1
+    reserve = torch.empty(reserve_bytes, dtype=torch.uint8, device=encoder.device)
+    batch = max(1, start)
+    while batch > 1 and not _fits(encoder, batch, size):
+        release_cached(encoder.device)  # after _fits returned: its traceback is gone
+        batch //= 2
+    del reserve
+    return batch
+
+
+def _fits(encoder: PixelEncoder, batch: int, size: int) -> bool:
+    pixels = torch.zeros((batch, 3, size, size), dtype=encoder.input_dtype, device=encoder.device)
+    try:
+        encoder.embed_pixels(pixels)
+    except RuntimeError as exc:
+        if is_out_of_memory(exc):
+            return False
+        raise
+    return True
+
+
+def default_decode_budget(device: torch.device) -> int:
+    """A quarter of the device memory free now (on CUDA), or 2 GiB elsewhere."""
+    if device.type != "cuda":
+        return _CPU_DECODE_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(256 << 20, free // 4)
 
 
 def _in_background(items: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -126,10 +142,16 @@ class GPUImagePipeline:
     Args:
         encoder: the model (a `PixelEncoder`, such as `CLIPEncoder`); its device (CUDA, or
             the CPU for tests) runs every stage, and its `preprocess` is mirrored there.
-        batch_size: images per forward pass; default: the largest that fits on CUDA (from
-            1024, halved on out-of-memory), the encoder's batch size elsewhere.
+        batch_size: images per forward pass; default: the encoder's `batch_size`, on CUDA
+            halved while the tower runs out of memory (and later on any out-of-memory).
+        decode_budget: device bytes the decode stage may use at once, counted per decoded
+            pixel (`memory.decode_bytes`): a batch is decoded and preprocessed in chunks
+            under it, halved on out-of-memory. Default: a quarter of the free device
+            memory on CUDA, 2 GiB elsewhere.
+        read_ahead_bytes: host bytes the readers' finished inputs may hold (decoded pixels
+            of PNGs and PIL-decoded files, encoded JPEG bytes); a batch stops there too.
         read_workers: threads reading and probing files ahead of the model.
-        prefetch: how many batches the readers run ahead.
+        prefetch: how many batches the readers run ahead at most.
 
     Raises:
         UnsupportedPreprocessError: the model's preprocessing is not open_clip's square
@@ -146,6 +168,8 @@ class GPUImagePipeline:
         encoder: PixelEncoder,
         *,
         batch_size: int | None = None,
+        decode_budget: int | None = None,
+        read_ahead_bytes: int = _HOST_BYTES,
         read_workers: int = 8,
         prefetch: int = 2,
     ) -> None:
@@ -154,15 +178,30 @@ class GPUImagePipeline:
         self.spec = PreprocessSpec.from_transform(encoder.preprocess)
         self.read_workers = read_workers
         self.prefetch = prefetch
+        self.read_ahead_bytes = read_ahead_bytes
         self._batch_size = batch_size
+        self._decode_budget = decode_budget
+        self._model_rows: int | None = None  # set after the tower ran out of memory
         self._decoder = JpegDecoder(self.device)
         self._dtype = encoder.input_dtype
         self._decode_lock = threading.Lock()  # one decode stage at a time owns the buffer
 
     @property
+    def decode_budget(self) -> int:
+        """Device bytes the decode stage uses at most (halved after an out-of-memory)."""
+        if self._decode_budget is None:
+            self._decode_budget = default_decode_budget(self.device)
+        return self._decode_budget
+
+    @property
     def batch_size(self) -> int:
         if self._batch_size is None:
-            self._batch_size = fit_batch_size(self.encoder, self.spec.size)
+            start = self.encoder.batch_size  # the user's bound (CLIPEncoder(batch_size=…))
+            cuda = self.device.type == "cuda"
+            budget = self.decode_budget  # decided first: the fit leaves it free
+            self._batch_size = (
+                fit_batch_size(self.encoder, self.spec.size, start, budget) if cuda else start
+            )
         return self._batch_size
 
     # -- public entry points -------------------------------------------------------------
@@ -202,8 +241,32 @@ class GPUImagePipeline:
             else:
                 if self.device.type == "cuda":
                     item.pixels.record_stream(torch.cuda.current_stream(self.device))
-                vectors = self.encoder.embed_pixels(item.pixels)
+                vectors = self._embed(item.pixels)
             yield EmbeddedBatch(item.positions, vectors, item.errors, item.infos)
+
+    def _embed(self, pixels: torch.Tensor) -> np.ndarray:
+        """The model stage, in parts of at most `_model_rows` rows, halved on out-of-memory."""
+        parts: list[np.ndarray] = []
+        start = 0
+        while start < len(pixels):
+            rows = min(self._model_rows or len(pixels), len(pixels) - start)
+            vectors = self._try_embed(pixels[start : start + rows])
+            if vectors is None:
+                release_cached(self.device)  # the failed forward's frames are gone by now
+                self._model_rows = rows // 2
+                continue
+            parts.append(vectors)
+            start += rows
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _try_embed(self, pixels: torch.Tensor) -> np.ndarray | None:
+        """The vectors, or None where the tower ran out of memory on more than one row."""
+        try:
+            return self.encoder.embed_pixels(pixels)
+        except RuntimeError as exc:
+            if len(pixels) > 1 and is_out_of_memory(exc):
+                return None
+            raise
 
     def add_to_index(self, index: ImageIndex, sources: Sequence[ImageInput]) -> IndexReport:
         """Embed sources on the device and store them in `index`, writes overlapping compute.
@@ -236,39 +299,95 @@ class GPUImagePipeline:
         self, sources: list[Any], read: Callable[[Any], Loaded]
     ) -> Iterator[_Prepared]:
         size = self.batch_size
-        ahead = size * (1 + self.prefetch)
         cuda = self.device.type == "cuda"
         stream = torch.cuda.Stream(self.device) if cuda else None  # type: ignore[no-untyped-call]
         with self._decode_lock, ThreadPoolExecutor(self.read_workers) as pool:
-            pending: deque[tuple[int, Future[Loaded]]] = deque()
-            queued = 0
-
-            def top_up() -> None:
-                nonlocal queued
-                while queued < len(sources) and len(pending) < ahead:
-                    pending.append((queued, pool.submit(read, sources[queued])))
-                    queued += 1
-
-            top_up()
-            while pending:
-                batch = [pending.popleft() for _ in range(min(size, len(pending)))]
-                top_up()  # the readers keep working while this batch decodes
-                yield self._prepare([(i, f.result()) for i, f in batch], stream)
+            reads = ReadAhead(
+                pool,
+                read,
+                sources,
+                max_items=size * (1 + self.prefetch),
+                max_bytes=self.read_ahead_bytes,
+                workers=self.read_workers,
+            )
+            try:
+                while batch := reads.take(size):  # the readers go on while it decodes
+                    yield self._prepare(batch, stream)
+            finally:
+                reads.close()
 
     def _prepare(
         self, batch: list[tuple[int, Loaded]], stream: torch.cuda.Stream | None
     ) -> _Prepared:
         with torch.cuda.stream(stream) if stream is not None else nullcontext():
-            images, errors = self._decode(batch)
-            positions = sorted(images)
+            positions, parts, errors = self._decode_in_chunks(batch)
             pixels = None
-            if positions:
-                ordered = [images[p] for p in positions]
-                pixels = preprocess_batch(ordered, self.spec, self._dtype)
+            if parts:
+                pixels = parts[0] if len(parts) == 1 else torch.cat(parts)
         if stream is not None:
             stream.synchronize()  # the host buffer is refilled by the next batch
         infos = {i: loaded.info for i, loaded in batch}
         return _Prepared(positions, pixels, errors, infos)
+
+    def _decode_in_chunks(
+        self, batch: list[tuple[int, Loaded]]
+    ) -> tuple[list[int], list[torch.Tensor], dict[int, ImageLoadError]]:
+        """Decode and preprocess `batch` in chunks whose decoded pixels fit the budget.
+
+        On out-of-memory the budget halves and the chunk is tried again in smaller ones; an
+        image that fails alone is decoded and preprocessed on the host instead.
+        """
+        errors = {i: loaded.error for i, loaded in batch if loaded.error is not None}
+        todo = [(i, loaded) for i, loaded in batch if loaded.error is None]
+        costs = {i: decode_bytes(*loaded.shape, self.spec.size) for i, loaded in todo}
+        positions: list[int] = []
+        parts: list[torch.Tensor] = []
+        while todo:
+            chunk = _fill(todo, costs, self.decode_budget)
+            done = self._try_chunk(chunk)
+            if done is None:
+                release_cached(self.device)  # the failed chunk's tensors are gone by now
+                if len(chunk) > 1:
+                    self._decode_budget = sum(costs[i] for i, _ in chunk) // 2
+                    continue
+                done = self._on_host(*chunk[0])
+            del todo[: len(chunk)]
+            chunk_positions, pixels, chunk_errors = done
+            positions += chunk_positions
+            errors.update(chunk_errors)
+            if pixels is not None:
+                parts.append(pixels)
+        return positions, parts, errors
+
+    def _try_chunk(
+        self, chunk: list[tuple[int, Loaded]]
+    ) -> tuple[list[int], torch.Tensor | None, dict[int, ImageLoadError]] | None:
+        """The chunk decoded and preprocessed on the device; None on out-of-memory."""
+        try:
+            images, errors = self._decode(chunk)
+            positions = sorted(images)
+            if not positions:
+                return [], None, errors
+            ordered = [images.pop(p) for p in positions]  # the chunk's last references
+            return positions, preprocess_batch(ordered, self.spec, self._dtype), errors
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                return None
+            raise
+
+    def _on_host(
+        self, position: int, loaded: Loaded
+    ) -> tuple[list[int], torch.Tensor | None, dict[int, ImageLoadError]]:
+        """One image too large for the device's free memory: decode and preprocess it on
+        the host (PIL, the reference decoder), and send only the model's input over."""
+        try:
+            pixels = loaded.pixels
+            if pixels is None:
+                pixels = pil_pixels(loaded.jpeg or b"", loaded.desc)
+        except ImageLoadError as exc:
+            return [], None, {position: exc}
+        row = preprocess_batch([pixels], self.spec, self._dtype)
+        return [position], to_device(row, self.device), {}
 
     def _decode(
         self, batch: list[tuple[int, Loaded]]
@@ -284,13 +403,22 @@ class GPUImagePipeline:
                 except ImageLoadError as exc:
                     errors[i] = exc
                     continue
-            images[i] = pixels.to(self.device, non_blocking=True)
+            images[i] = to_device(pixels, self.device)
         for i, loaded in batch:
-            if loaded.error is not None:
-                errors[i] = loaded.error
-            elif loaded.pixels is not None:
-                images[i] = loaded.pixels.to(self.device, non_blocking=True)
+            if loaded.pixels is not None:
+                images[i] = to_device(loaded.pixels, self.device)
         return images, errors
+
+
+def _fill(
+    todo: list[tuple[int, Loaded]], costs: dict[int, int], budget: int
+) -> list[tuple[int, Loaded]]:
+    """The longest prefix of `todo` whose decode costs fit `budget` (at least one input)."""
+    total, end = 0, 0
+    while end < len(todo) and (end == 0 or total + costs[todo[end][0]] <= budget):
+        total += costs[todo[end][0]]
+        end += 1
+    return todo[:end]
 
 
 def _read_for_index(source: ImageInput) -> Loaded:

@@ -4,8 +4,9 @@ open_clip's eval transform for a square input is Resize(size, BICUBIC) on the sh
 CenterCrop(size), ToTensor and Normalize(mean, std), applied to a PIL image. Here the same
 steps run on uint8 CHW tensors, batched per input size: torch's antialiased bicubic
 (Keys a=-0.5, PIL's kernel), then rounding to uint8 levels as PIL's resize does, torchvision's
-crop offsets and one fused multiply-add for ToTensor + Normalize. The remaining difference to
-PIL is float rounding inside the resize: measured in tests/test_gpu_pipeline.py.
+crop offsets and one fused multiply-add for ToTensor + Normalize. The result is not bit-exact:
+float rounding inside the resize leaves up to one uint8 level (two when upscaling ~27x) from
+PIL, mean ~1e-5 after Normalize (tests/test_gpu_pipeline.py measures it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_multimodal.errors import CLIPMultimodalError
+from clip_multimodal.gpu.memory import to_device
 
 __all__ = ["PreprocessSpec", "UnsupportedPreprocessError", "center_crop", "preprocess_batch"]
 
@@ -129,18 +131,29 @@ def preprocess_batch(
     if not images:
         raise ValueError("preprocess_batch needs at least one image")
     device = images[0].device
-    out = torch.empty((len(images), 3, spec.size, spec.size), dtype=dtype, device=device)
-    scale = torch.tensor([1.0 / (255.0 * s) for s in spec.std], device=device).view(1, 3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(spec.mean, spec.std, strict=True)], device=device)
+    # Host-built constants reach the device through pinned, non-blocking copies: a plain
+    # torch.tensor(..., device=cuda) would stall this stream once per call.
+    scale = to_device(torch.tensor([1.0 / (255.0 * s) for s in spec.std]), device)
+    shift = to_device(
+        torch.tensor([m / s for m, s in zip(spec.mean, spec.std, strict=True)]), device
+    )
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
         if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             raise ValueError(f"image {i}: expected uint8 (3, H, W), got {tuple(image.shape)}")
         by_size.setdefault((image.shape[1], image.shape[2]), []).append(i)
+    order = [i for indices in by_size.values() for i in indices]
+    staged = torch.empty((len(images), 3, spec.size, spec.size), dtype=dtype, device=device)
+    row = 0  # groups fill `staged` in `order`; one index copy puts the rows back in place
     for indices in by_size.values():
         for start in range(0, len(indices), _GROUP):
             part = indices[start : start + _GROUP]
             crops = _resize_group(torch.stack([images[i] for i in part]), spec)
-            normalized = crops * scale - shift.view(1, 3, 1, 1)
-            out[torch.tensor(part, device=device)] = normalized.to(dtype)
+            normalized = crops * scale.view(1, 3, 1, 1) - shift.view(1, 3, 1, 1)
+            staged[row : row + len(part)] = normalized.to(dtype)
+            row += len(part)
+    if order == sorted(order):
+        return staged
+    out = torch.empty_like(staged)
+    out[to_device(torch.tensor(order), device)] = staged
     return out

@@ -3,13 +3,14 @@
 Two readings agree here. `read_header` opens the image with PIL (format, oriented size,
 mode) and applies the loader's caps; `plain_format` scans a few bytes (no PIL: at thousands
 of images a second PIL's 50 µs parse would cap the device pipeline) and names the JPEGs and
-PNGs that a standard decoder turns into exactly `load_image`'s pixels. Both read EXIF
+PNGs that a standard decoder turns into `load_image`'s pixels. Both read EXIF
 orientation with `_pixels`' constants.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ __all__ = [
     "PlainFormat",
     "is_plain_jpeg",
     "is_plain_png",
+    "jpeg_size",
     "plain_format",
     "read_header",
 ]
@@ -177,17 +179,24 @@ def read_header(
 
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})  # markers without a length
-_APP1, _APP14, _SOS = 0xE1, 0xEE, 0xDA
+_APP1, _APP14, _SOS, _BASELINE = 0xE1, 0xEE, 0xDA, 0xC0
+_EOI = b"\xff\xd9"
+_XMP = b"http://ns.adobe.com/xap/1.0/\x00"  # the APP1 segment PIL reads XMP from
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([0-9])')  # PIL's own pattern
+# PNG chunks that make PIL rotate: EXIF, or XMP (in iTXt/zTXt/tEXt) with a tiff:Orientation.
+_PNG_ORIENTATION_MARKS = (b"eXIf", b"XML:com.adobe.xmp")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def plain_format(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> PlainFormat | None:
-    """ "jpeg" or "png" where nvJPEG/libjpeg-turbo or libpng give `load_image`'s pixels exactly.
+    """ "jpeg" or "png" where a standard decoder gives `load_image`'s pixels.
 
-    That is 8-bit RGB or grey JPEGs without EXIF rotation or an Adobe colour transform, and
-    8-bit RGB or grey PNGs without transparency, within max_pixels. Everything else (CMYK,
-    alpha, palettes, 16 bits, rotations, other formats, bad headers) is None: PIL decodes
-    it, and also names what is wrong.
+    libjpeg-turbo and libpng give them exactly; nvJPEG within the tolerance benchmarks/gpu.py
+    measures (its chroma upsampling differs). That is complete baseline 8-bit RGB or grey
+    JPEGs without EXIF/XMP rotation or an Adobe colour transform, and 8-bit RGB or grey PNGs
+    without transparency or orientation metadata, within max_pixels. Everything else (CMYK,
+    alpha, palettes, 16 bits, rotations, progressive or truncated files, other formats, bad
+    headers) is None: PIL decodes it, and also names what is wrong.
     """
     if is_plain_jpeg(data, max_pixels):
         return "jpeg"
@@ -217,17 +226,14 @@ def _exif_orientation(tiff: bytes) -> int | None:
     return None
 
 
-def is_plain_jpeg(data: bytes, max_pixels: int) -> bool:
-    """An 8-bit, 1- or 3-component JPEG without EXIF rotation or Adobe colour transform.
-
-    Those are what nvJPEG (or libjpeg-turbo) decodes to the same RGB pixels as `load_image`.
-    """
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(marker, payload) of each header segment, up to and including the first SOS."""
     if data[:3] != b"\xff\xd8\xff":
-        return False
+        return
     pos, end = 2, len(data)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
-            return False  # lost sync: a malformed header, PIL will say what is wrong
+            return  # lost sync: a malformed header, PIL will say what is wrong
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -236,27 +242,63 @@ def is_plain_jpeg(data: bytes, max_pixels: int) -> bool:
             pos += 2
             continue
         length = _u16(data, pos + 2)
-        segment = data[pos + 4 : pos + 2 + length]
-        if marker == _APP14:  # Adobe: CMYK/YCCK or an explicit colour transform
-            return False
-        if marker == _APP1 and segment[:6] == b"Exif\x00\x00":
-            if _exif_orientation(segment[6:]) not in (None, 1):  # 1: upright
-                return False
-        elif marker in _SOF:
-            if len(segment) < 6:
+        yield marker, data[pos + 4 : pos + 2 + length]
+        if marker == _SOS:
+            return
+        pos += 2 + length
+
+
+def _rotates(marker: int, segment: bytes) -> bool:
+    """An EXIF or XMP orientation other than upright: PIL's `exif_transpose` turns it."""
+    if marker != _APP1:
+        return False
+    if segment[:6] == b"Exif\x00\x00":
+        return _exif_orientation(segment[6:]) not in (None, 1)  # 1: upright
+    if segment.startswith(_XMP):  # getexif falls back to XMP's tiff:Orientation
+        return any(value != b"1" for value in _XMP_ORIENTATION.findall(segment))
+    return False
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header; None when there is none to read."""
+    for marker, segment in _jpeg_segments(data):
+        if marker in _SOF and len(segment) >= 5:
+            return _u16(segment, 1), _u16(segment, 3)
+    return None
+
+
+def is_plain_jpeg(data: bytes, max_pixels: int) -> bool:
+    """A complete baseline 8-bit, 1- or 3-component JPEG without EXIF or XMP rotation or
+    an Adobe colour transform.
+
+    Those are what nvJPEG's batched decoder (or libjpeg-turbo) takes and turns into
+    `load_image`'s RGB pixels (within the tolerance benchmarks/gpu.py measures). Progressive,
+    lossless and arithmetic-coded frames (SOF1..SOF15), and files cut short (no EOI at the
+    end), are not: nvJPEG decodes the first one at a time on the host under a global lock and
+    refuses the others, which fails its whole batch.
+    """
+    frame = False
+    for marker, segment in _jpeg_segments(data):
+        if marker == _APP14 or _rotates(marker, segment):
+            return False  # Adobe: CMYK/YCCK or an explicit colour transform
+        if marker in _SOF:
+            if marker != _BASELINE or len(segment) < 6 or frame:
                 return False
             height, width = _u16(segment, 1), _u16(segment, 3)
-            return segment[0] == 8 and segment[5] in (1, 3) and 0 < width * height <= max_pixels
-        elif marker == _SOS:
-            return False  # scan data before any frame header
-        pos += 2 + length
+            frame = segment[0] == 8 and segment[5] in (1, 3) and 0 < width * height <= max_pixels
+            if not frame:
+                return False
+        elif marker == _SOS:  # scan data before any frame header is not plain either
+            return frame and data.rstrip(b"\x00").endswith(_EOI)
     return False
 
 
 def is_plain_png(data: bytes, max_pixels: int) -> bool:
-    """An 8-bit grey or RGB PNG without a transparency chunk."""
+    """An 8-bit grey or RGB PNG without a transparency chunk, EXIF or XMP."""
     if data[:8] != _PNG_SIGNATURE or len(data) < 33 or data[12:16] != b"IHDR":
         return False
+    if any(mark in data for mark in _PNG_ORIENTATION_MARKS):
+        return False  # PIL may rotate it; such chunks may follow IDAT, so look everywhere
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     bit_depth, colour_type = data[24], data[25]
     if bit_depth != 8 or colour_type not in (0, 2) or not 0 < width * height <= max_pixels:
