@@ -259,7 +259,8 @@ class CLIPEncoder:
 
     @torch.inference_mode()
     def _forward_images(self, pixels: torch.Tensor) -> np.ndarray:
-        pixels = pixels.to(self.device, dtype=self._input_dtype, non_blocking=True)
+        # Non-blocking only from pinned memory: from pageable memory it is a blocking copy.
+        pixels = pixels.to(self.device, dtype=self._input_dtype, non_blocking=pixels.is_pinned())
         with self._lock:
             features = self.model.encode_image(pixels)
         return _normalized(features)

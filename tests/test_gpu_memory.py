@@ -348,6 +348,24 @@ def test_preprocess_makes_no_device_tensor_from_host_data(monkeypatch: pytest.Mo
         assert torch.equal(row, preprocess_batch([image], spec)[0])
 
 
+def test_no_non_blocking_copy_from_pageable_memory(
+    tiny_encoder: CLIPEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_to = torch.Tensor.to
+    copies: list[bool] = []
+
+    def to(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if kwargs.get("non_blocking"):
+            copies.append(self.is_pinned())
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    datas = [_jpeg(seed=s) for s in range(3)]
+    tiny_encoder.embed_images(datas)  # the CPU path: stacked, pageable pixels
+    GPUImagePipeline(tiny_encoder).embed(datas)
+    assert all(copies)
+
+
 # --- host read-ahead bounded by bytes ----------------------------------------------------------
 
 

@@ -2,12 +2,12 @@
 
 Three stages run at once, each on its own thread:
 
-1. **read**: a thread pool reads files (or URLs, bytes…) ahead of the model, probes each
-   header, and decodes on the CPU only what the device decoder does not take (PNG via libpng,
-   other formats via PIL);
+1. **read**: a thread pool reads files (or URLs, bytes…) ahead of the model (bounded in host
+   bytes), probes each header, and decodes on the CPU only what the device decoder does not
+   take (PNG via libpng, other formats via PIL);
 2. **decode**: packs a batch's JPEG bytes into one pinned host buffer, decodes them with
-   nvJPEG in one call, and resizes, crops and normalizes on the device (on a side CUDA
-   stream, so it overlaps the model);
+   nvJPEG, and resizes, crops and normalizes on the device (on a side CUDA stream, so it
+   overlaps the model), in chunks whose decoded pixels fit the decode budget;
 3. **model**: the caller's thread runs the image tower (bf16 on CUDA) on the batch.
 
 `add_to_index` adds a fourth: the index's writer (`ImageIndex.writer()`) stores batch k while batch k+1
