@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,10 +31,19 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from clip_multimodal import CLIPEncoder, ModelNotAvailableError
-from clip_multimodal.models import DEMO_MODEL_DIR, resolve_model
+from clip_multimodal.chroma import CLIPEmbeddingFunction
+from clip_multimodal.cli import main
+from clip_multimodal.models import (
+    DEFAULT_PRETRAINED,
+    DEMO_MODEL_DIR,
+    OPENAI_NAMES,
+    ModelSpec,
+    resolve_model,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 QUERY = "a red circle"
@@ -231,7 +241,10 @@ class HubSettings:
         for name in _PROXY_VARS:
             monkeypatch.delenv(name, raising=False)
             monkeypatch.delenv(name.lower(), raising=False)
+        # https URLs (OpenAI's weights) go to a proxy that refuses: no test reaches the internet.
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_refused_port()}")
         self.endpoint(f"http://127.0.0.1:{_refused_port()}")
+        _new_sessions()
 
     def cache(self, path: Path) -> None:
         """HF_HUB_CACHE, as huggingface_hub read it when imported."""
@@ -244,21 +257,27 @@ class HubSettings:
         self._patch.setattr(self._constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
 
     def proxy(self, url: str, no_proxy: str = "") -> None:
-        from huggingface_hub import close_session
-
         self._patch.setenv("HTTP_PROXY", url)
         if no_proxy:
             self._patch.setenv("NO_PROXY", no_proxy)
-        close_session()  # the next session reads the proxy variables
+        _new_sessions()
+
+
+def _new_sessions() -> None:
+    """huggingface_hub's session and urllib's opener read the proxy variables when built:
+    drop them, so the next request builds them from the environment of now."""
+    from huggingface_hub import close_session
+
+    close_session()
+    urllib.request.install_opener(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSettings]:
-    """This process's hub settings; at first a hub nothing listens on, and empty caches."""
-    from huggingface_hub import close_session
-
+    """This process's hub settings: at first a hub nothing listens on, https through a proxy
+    that refuses, and empty caches."""
     yield HubSettings(monkeypatch, tmp_path)
-    close_session()  # later tests get a session built from their own environment
+    _new_sessions()  # later tests get sessions built from their own environment
 
 
 def _refused_port() -> int:
@@ -405,3 +424,29 @@ def test_a_tag_falls_back_to_its_url_when_the_hub_is_unreachable(
     assert resolved.pretrained == str(tmp_path / "home" / ".cache" / "clip" / weights.name)
     assert Path(str(resolved.pretrained)).read_bytes() == weights.read_bytes()
     assert hub.requests[-1] == "GET /clip/models/vit-s-32-alt.pt"
+
+
+@pytest.mark.parametrize("name", list(OPENAI_NAMES))
+def test_an_openai_name_means_openai_weights(settings: HubSettings, name: str) -> None:
+    arch = OPENAI_NAMES[name]
+    url = open_clip.get_pretrained_cfg(arch, "openai")["url"]
+    assert ModelSpec(name).pretrained == "openai"  # with the default tag, as with none
+    assert ModelSpec(name, "yfcc15m").pretrained == "yfcc15m"  # another tag is kept
+    with pytest.raises(ModelNotAvailableError) as info:
+        resolve_model(name, DEFAULT_PRETRAINED)
+    assert f"{arch} / openai" in str(info.value) and url in str(info.value)
+
+
+def test_the_chroma_function_and_the_cli_take_openai_names(
+    settings: HubSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    function = CLIPEmbeddingFunction(model_name="ViT-L/14@336px", device="cpu")
+    assert function.get_config()["pretrained"] == "openai"
+    rebuilt = CLIPEmbeddingFunction.build_from_config(function.get_config())
+    with pytest.raises(ModelNotAvailableError, match="ViT-L-14-336 / openai"):
+        rebuilt(["a cat"])
+    image = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), "red").save(image)
+    assert main(["classify", str(image), "--labels", "a,b", "--model", "RN50"]) == 1
+    err = capsys.readouterr().err
+    assert "RN50 / openai" in err and "openaipublic" in err
