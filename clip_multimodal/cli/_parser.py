@@ -245,6 +245,14 @@ _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
         "the collection 'demo' at DATA_DIR/chroma, and run a few searches. What `make demo` runs.",
         _no_options,
     ),
+    "models": (
+        "list the model families and the weights in the local caches",
+        "List the families of model names this package loads, and the weights already in "
+        "the local caches (Hugging Face, open_clip's and cn_clip's ~/.cache/clip, the demo "
+        "model), each with its model id, dimension (from its config: nothing is loaded) and "
+        "whether it loads offline.",
+        _json,
+    ),
     "info": (
         "show the model, the device and the collection",
         "Show the model, its device and id, the collection's size and the model id recorded "
@@ -290,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("clip-multimodal", DESCRIPTION, EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in ("index", "search", "classify", "serve", "train", "demo", "info"):
+    for name in ("index", "search", "classify", "serve", "train", "demo", "info", "models"):
         if name == "train":
             _add_train(subparsers)
         else:
