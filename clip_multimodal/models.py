@@ -5,9 +5,11 @@ function, the CLI, the server settings and both adapters): the model, its weight
 the precision and the batch size, validated here once.
 
 open_clip accepts an architecture plus a pretrained tag, a weights file, `hf-hub:org/repo` and
-`local-dir:PATH`. Left alone, it retries the hub for about a minute when offline. We resolve every
-spec against the local caches first and probe the network once, briefly, so an offline machine
-gets ModelNotAvailableError in well under 2 s with a message that says how to provide weights.
+`local-dir:PATH`; OpenAI's names (`ViT-B/32`, `RN50`, ...) mean OpenAI's weights. Left alone,
+open_clip retries the hub for about a minute when offline. We resolve every spec against the
+local caches first, and before a download ask the download's own HTTP stack whether its source
+answers (`_reach`: HF_ENDPOINT, proxies, HF_HUB_OFFLINE), so an offline machine gets
+ModelNotAvailableError in well under 2 s with a message that says how to provide weights.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import dataclasses
 import json
 import logging
 import os
-import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlparse
 
 from clip_multimodal._hashing import sha256_stream
+from clip_multimodal._reach import hub_offline, hub_url, why_hub_unreachable, why_url_unreachable
 from clip_multimodal.errors import InvalidModelSpecError, ModelNotAvailableError
 
 __all__ = [
@@ -37,12 +38,14 @@ __all__ = [
     "DEMO_MODEL_NAME",
     "HF_HUB",
     "LOCAL_DIR",
+    "OPENAI_NAMES",
     "PRECISIONS",
     "ModelSpec",
     "Precision",
     "ResolvedModel",
     "keep_root_logging",
     "names_its_weights",
+    "openai_pretrained",
     "portable_model_name",
     "resolve_model",
     "weights_sha256",
@@ -60,12 +63,23 @@ DEMO_MODEL_NAME = "clip-multimodal-demo"
 #: The model loaded when none is named: open_clip's ViT-B-32 with LAION-2B weights.
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+#: OpenAI's names for its CLIP models (`clip.available_models()`) -> open_clip's architecture.
+OPENAI_NAMES = {
+    "RN50": "RN50",
+    "RN101": "RN101",
+    "RN50x4": "RN50x4",
+    "RN50x16": "RN50x16",
+    "RN50x64": "RN50x64",
+    "ViT-B/32": "ViT-B-32",
+    "ViT-B/16": "ViT-B-16",
+    "ViT-L/14": "ViT-L-14",
+    "ViT-L/14@336px": "ViT-L-14-336",
+}
 
 #: How the model computes: `auto` is bf16 (or fp16) on an accelerator and fp32 on the CPU.
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-PROBE_TIMEOUT_S = 1.0
 _HOW_TO = (
     "To use it offline, provide the weights one of these ways: "
     "(1) download them once on a connected machine into the Hugging Face cache "
@@ -83,16 +97,25 @@ def names_its_weights(model: str) -> bool:
     return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB))
 
 
+def openai_pretrained(model: str, pretrained: str | None) -> str | None:
+    """The weights a model name means: an OpenAI name (`ViT-B/32`, `RN50`) means OpenAI's
+    ("openai"), unless a tag other than the default is given; other names keep theirs."""
+    if model in OPENAI_NAMES and pretrained in (None, "", DEFAULT_PRETRAINED):
+        return "openai"
+    return pretrained
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which CLIP model to load and how to run it, validated when it is built.
 
     Attributes:
-        model: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`, `local-dir:PATH` (a
-            folder with open_clip_config.json and weights) or `clip-multimodal-demo` (the
-            bundled demo model).
+        model: an open_clip architecture (`ViT-B-32`), an OpenAI name (`ViT-B/32`, `RN50`),
+            `hf-hub:org/repo`, `local-dir:PATH` (a folder with open_clip_config.json and
+            weights) or `clip-multimodal-demo` (the bundled demo model).
         pretrained: for an architecture name, a pretrained tag or a local weights file (None:
-            random weights). A model that names its weights takes none: it reads None.
+            random weights). An OpenAI name without a tag (or with the default one) reads
+            "openai". A model that names its weights takes none: it reads None.
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on a GPU, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (None: 32 on the CPU, 256 on a GPU).
@@ -127,6 +150,7 @@ class ModelSpec:
             raise InvalidModelSpecError(
                 "batch_size", f"must be a positive integer or None, not {size!r}"
             )
+        object.__setattr__(self, "pretrained", openai_pretrained(self.model, self.pretrained))
         if names_its_weights(self.model) or not self.pretrained:
             object.__setattr__(self, "pretrained", None)  # the model names its own weights
 
@@ -225,14 +249,29 @@ def _find_weights(path: Path) -> Path | None:
 
 def _resolve_hf_hub(repo: str) -> ResolvedModel:
     snapshot = _cached_hf_snapshot(repo)
-    if snapshot is not None:
-        resolved = _resolve_local_dir(snapshot)
-        return dataclasses.replace(
-            resolved, model_id=f"{HF_HUB}{repo}@{resolved.model_id.split('@')[-1]}"
-        )
-    _require_network(f"{HF_HUB}{repo}", _hf_host())
-    # Reachable: let open_clip download; the id then comes from the downloaded weights.
-    return ResolvedModel(f"{HF_HUB}{repo}", None, f"{HF_HUB}{repo}")
+    if snapshot is None:
+        snapshot = _download_hf_snapshot(repo)
+    return resolve_hf_snapshot(repo, snapshot)
+
+
+def resolve_hf_snapshot(repo: str, snapshot: Path) -> ResolvedModel:
+    """An hf-hub model from its local snapshot folder; its id names the repo and the weights,
+    the same whether they were cached or just downloaded."""
+    resolved = _resolve_local_dir(snapshot)
+    return dataclasses.replace(
+        resolved, model_id=f"{HF_HUB}{repo}@{resolved.model_id.split('@')[-1]}"
+    )
+
+
+def _download_hf_snapshot(repo: str) -> Path:
+    """Download an hf-hub model's config and weights, as open_clip would, if the hub answers."""
+    from open_clip.pretrained import download_pretrained_from_hf
+
+    what = f"{HF_HUB}{repo}"
+    _require_hub(what, hub_url(repo, "open_clip_config.json"))
+    config = _downloaded(what, lambda: download_pretrained_from_hf(repo, "open_clip_config.json"))
+    _downloaded(what, lambda: download_pretrained_from_hf(repo))  # the weights, same snapshot
+    return config.parent
 
 
 def _cached_hf_snapshot(repo: str) -> Path | None:
@@ -249,7 +288,8 @@ def _cached_hf_snapshot(repo: str) -> Path | None:
 def _resolve_named(name: str, pretrained: str | None) -> ResolvedModel:
     import open_clip
 
-    arch = name.replace("/", "-")
+    arch = OPENAI_NAMES.get(name) or name.replace("/", "-")
+    pretrained = openai_pretrained(name, pretrained)
     if open_clip.get_model_config(arch) is None:
         raise ModelNotAvailableError(
             f"unknown model architecture {name!r}. Known: {', '.join(open_clip.list_models()[:12])}, ... "
@@ -279,14 +319,34 @@ def _resolve_tag(arch: str, tag: str, cfg: dict[str, Any]) -> ResolvedModel:
         **_preprocess_args(cfg),
     }
     model_id = f"{arch}/{tag}"
-    cached = _cached_tag_file(cfg)
-    if cached is None:
-        host = _hf_host() if cfg.get("hf_hub") else urlparse(cfg.get("url", "")).hostname
-        _require_network(f"{arch} / {tag}", host or "")
-        from open_clip.pretrained import download_pretrained
-
-        cached = Path(download_pretrained(cfg))
+    cached = _cached_tag_file(cfg) or _download_tag(f"{arch} / {tag}", cfg)
     return ResolvedModel(arch, str(cached), model_id, create_kwargs)
+
+
+def _download_tag(what: str, cfg: dict[str, Any]) -> Path:
+    """Download a tag's weights from the first of its sources that answers: the hub (as
+    open_clip prefers), else its URL (OpenAI's weights have one)."""
+    from open_clip.pretrained import download_pretrained
+
+    if hub_offline():
+        raise ModelNotAvailableError(_offline(what))
+    tried = []
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        url = hub_url(repo, filename or "open_clip_model.safetensors")
+        reason = why_hub_unreachable(url)
+        if reason is None:
+            return _downloaded(what, lambda: download_pretrained(cfg, prefer_hf_hub=True))
+        tried.append(f"{url} ({reason})")
+    if cfg.get("url"):
+        reason = why_url_unreachable(cfg["url"])
+        if reason is None:
+            return _downloaded(what, lambda: download_pretrained(cfg, prefer_hf_hub=False))
+        tried.append(f"{cfg['url']} ({reason})")
+    raise ModelNotAvailableError(
+        f"model {what} is not in the local cache and its download sources cannot be reached: "
+        f"{'; '.join(tried) or 'none known'}. {_HOW_TO}"
+    )
 
 
 def _preprocess_args(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -321,39 +381,29 @@ def _with_safetensors_first(names: list[str]) -> list[str]:
     return list(dict.fromkeys(safe + names))
 
 
-def _hf_host() -> str:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    return urlparse(endpoint).hostname or "huggingface.co"
-
-
-def _require_network(what: str, host: str) -> None:
-    """Raise ModelNotAvailableError unless `host` accepts a connection within a second."""
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and host == _hf_host():
+def _require_hub(what: str, url: str) -> None:
+    """Raise ModelNotAvailableError unless the hub answers for `url` (a file of the model) the
+    way huggingface_hub will reach it."""
+    if hub_offline():
+        raise ModelNotAvailableError(_offline(what))
+    reason = why_hub_unreachable(url)
+    if reason is not None:
         raise ModelNotAvailableError(
-            f"model {what} is not in the local cache and HF_HUB_OFFLINE is set. {_HOW_TO}"
-        )
-    if not host or not _host_reachable(host, 443):
-        raise ModelNotAvailableError(
-            f"model {what} is not in the local cache and {host or 'its download host'} "
-            f"is unreachable (offline?). {_HOW_TO}"
+            f"model {what} is not in the local cache and {url} cannot be reached ({reason}). "
+            f"{_HOW_TO}"
         )
 
 
-def _host_reachable(host: str, port: int) -> bool:
-    # A thread bounds the whole probe, DNS lookup included (getaddrinfo has no timeout).
-    result: list[bool] = []
+def _offline(what: str) -> str:
+    return f"model {what} is not in the local cache and HF_HUB_OFFLINE is set. {_HOW_TO}"
 
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-                result.append(True)
-        except OSError:
-            result.append(False)
 
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(PROBE_TIMEOUT_S + 0.2)
-    return bool(result and result[0])
+def _downloaded(what: str, download: Callable[[], str]) -> Path:
+    """Run open_clip's download; a source that answered but failed is a ModelNotAvailableError."""
+    try:
+        return Path(download())
+    except (OSError, RuntimeError) as exc:  # the hub's and urllib's errors, open_clip's own
+        raise ModelNotAvailableError(f"model {what}: the download failed: {exc}") from exc
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}

@@ -1,4 +1,4 @@
-"""The `clip-multimodal` command: index, search, classify, serve, train, demo, info.
+"""The `clip-multimodal` command: index, search, classify, serve, train, demo, info, models.
 
 `main(argv)` parses, runs the command and returns the exit status: 0 success, 1 a runtime
 error or a failed item, 2 a usage error. Errors print one line; `--debug` adds the traceback.

@@ -26,6 +26,7 @@ from clip_multimodal.cli._context import (
     parse_where,
     server_address,
 )
+from clip_multimodal.cli._models import cmd_models
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -418,4 +419,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "demo": cmd_demo,
     "train": cmd_train,
+    "models": cmd_models,
 }

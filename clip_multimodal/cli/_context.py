@@ -52,12 +52,14 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         DEMO_MODEL,
         HF_HUB,
         LOCAL_DIR,
+        OPENAI_NAMES,
         ModelSpec,
         names_its_weights,
     )
 
     model = args.model or DEMO_MODEL
-    if not names_its_weights(model) and not args.pretrained:
+    # An OpenAI name (ViT-B/32) means OpenAI's weights; other architectures need a tag.
+    if not names_its_weights(model) and not args.pretrained and model not in OPENAI_NAMES:
         # open_clip would build the architecture with random weights: useless for search.
         raise UsageError(
             f"--model {model} needs --pretrained TAG_OR_FILE (e.g. --pretrained "

@@ -40,8 +40,9 @@ DATA_DIR_HELP = (
     "else the per-user data folder (~/.local/share/clip-multimodal on Linux)"
 )
 MODEL_HELP = (
-    "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), hf-hub:ORG/REPO "
-    "or local-dir:PATH; default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
+    "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), an OpenAI name "
+    "(ViT-B/32: OpenAI's weights), hf-hub:ORG/REPO or local-dir:PATH; see `clip-multimodal "
+    "models`; default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
     "CLIP trained offline on shapes, digits and animals: a demo, not a general model)"
 )
 
@@ -244,6 +245,14 @@ _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
         "the collection 'demo' at DATA_DIR/chroma, and run a few searches. What `make demo` runs.",
         _no_options,
     ),
+    "models": (
+        "list the model families and the weights in the local caches",
+        "List the families of model names this package loads, and the weights already in "
+        "the local caches (Hugging Face, open_clip's and cn_clip's ~/.cache/clip, the demo "
+        "model), each with its model id, dimension (from its config: nothing is loaded) and "
+        "whether it loads offline.",
+        _json,
+    ),
     "info": (
         "show the model, the device and the collection",
         "Show the model, its device and id, the collection's size and the model id recorded "
@@ -289,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("clip-multimodal", DESCRIPTION, EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in ("index", "search", "classify", "serve", "train", "demo", "info"):
+    for name in ("index", "search", "classify", "serve", "train", "demo", "info", "models"):
         if name == "train":
             _add_train(subparsers)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -35,6 +36,9 @@ class CLIPEmbeddings(BaseModel, Embeddings):
         from langchain_clip_multimodal import CLIPEmbeddings
 
         embeddings = CLIPEmbeddings(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k")
+        # OpenCLIPEmbeddings' arguments work as they are; OpenAI's names load OpenAI's weights:
+        embeddings = CLIPEmbeddings(model_name="ViT-H-14", checkpoint="laion2b_s32b_b79k")
+        embeddings = CLIPEmbeddings(model_name="ViT-B/32")
         # or wrap an encoder you already have:
         embeddings = CLIPEmbeddings(encoder=CLIPEncoder("local-dir:/models/my-clip"))
         ```
@@ -53,10 +57,11 @@ class CLIPEmbeddings(BaseModel, Embeddings):
         ```
 
     Attributes:
-        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
-            `local-dir:PATH` or `clip-multimodal-demo`.
+        model_name: an open_clip architecture (`ViT-B-32`), an OpenAI name (`ViT-B/32`,
+            OpenAI's weights), `hf-hub:org/repo`, `local-dir:PATH` or `clip-multimodal-demo`.
         pretrained: the pretrained tag or weights file for an architecture name (None for a
-            model that names its weights).
+            model that names its weights). `checkpoint=`, as `OpenCLIPEmbeddings` names it,
+            sets it too.
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto`, `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (None: the encoder's default).
@@ -82,11 +87,28 @@ class CLIPEmbeddings(BaseModel, Embeddings):
 
     _loaded: Encoder | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_is_pretrained(cls, data: Any) -> Any:
+        """`checkpoint=`, OpenCLIPEmbeddings' name for the pretrained tag, is `pretrained=`."""
+        if isinstance(data, dict) and "checkpoint" in data:
+            data = dict(data)
+            checkpoint = data.pop("checkpoint")
+            if data.get("pretrained", checkpoint) != checkpoint:
+                raise ValueError("checkpoint= and pretrained= name the same thing; give one")
+            data["pretrained"] = checkpoint
+        return data
+
     @model_validator(mode="after")
     def _check_spec(self) -> CLIPEmbeddings:
         # ModelSpec validates; a model that names its weights (the demo alias) reads no tag.
         self.pretrained = self.spec.pretrained
         return self
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The pretrained tag or weights file, by OpenCLIPEmbeddings' name."""
+        return self.pretrained
 
     @property
     def spec(self) -> ModelSpec:

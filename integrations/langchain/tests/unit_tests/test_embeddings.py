@@ -148,3 +148,37 @@ def test_fields_are_one_model_spec() -> None:
     assert CLIPEmbeddings().pretrained == DEFAULT_PRETRAINED
     with pytest.raises(ValidationError, match="device"):
         CLIPEmbeddings(device="")
+
+
+def test_open_clip_embeddings_arguments_work_unchanged(tmp_path: Path) -> None:
+    """OpenCLIPEmbeddings' `model_name` + `checkpoint`: the checkpoint is our `pretrained`."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from clip_multimodal import CLIPEncoder
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-S-32-alt")
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    embeddings = CLIPEmbeddings(model_name="ViT-S-32-alt", checkpoint=str(weights), device="cpu")
+    assert embeddings.pretrained == embeddings.checkpoint == str(weights)
+    reference = CLIPEncoder("ViT-S-32-alt", str(weights), device="cpu")
+    np.testing.assert_allclose(
+        embeddings.embed_query("a cat"), reference.embed_texts(["a cat"])[0], atol=1e-6
+    )
+    with pytest.raises(ValidationError, match="give one"):
+        CLIPEmbeddings(checkpoint="openai", pretrained="laion2b_s34b_b79k")
+
+
+def test_openai_names_mean_openai_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # resolution only: no download
+    embeddings = CLIPEmbeddings(model_name="ViT-B/32", device="cpu")
+    assert embeddings.pretrained == "openai"
+    with pytest.raises(ModelNotAvailableError, match="ViT-B-32 / openai"):
+        embeddings.embed_query("a cat")

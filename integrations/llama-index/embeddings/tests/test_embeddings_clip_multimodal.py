@@ -244,3 +244,18 @@ def test_fields_are_one_model_spec() -> None:
     assert by_fields.pretrained is None  # the demo alias names its weights
     with pytest.raises(InvalidModelSpecError, match="model"):
         CLIPMultiModalEmbedding(model_name="")
+
+
+def test_clip_embeddings_model_name_means_openai_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ClipEmbedding(model_name="ViT-B/32")` users get OpenAI's weights, as clip.load gives."""
+    import huggingface_hub.constants
+
+    from clip_multimodal.errors import ModelNotAvailableError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # resolution only: no download
+    with pytest.raises(ModelNotAvailableError, match="ViT-B-32 / openai"):
+        CLIPMultiModalEmbedding(model_name="ViT-B/32", device="cpu")
