@@ -13,6 +13,7 @@ gets ModelNotAvailableError in well under 2 s with a message that says how to pr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from clip_multimodal._hashing import sha256_stream
 from clip_multimodal.errors import InvalidModelSpecError, ModelNotAvailableError
 
 __all__ = [
+    "CN_CLIP",
     "DEFAULT_MODEL",
     "DEFAULT_PRETRAINED",
     "DEMO_MODEL",
@@ -38,6 +40,7 @@ __all__ = [
     "HF_HUB",
     "LOCAL_DIR",
     "PRECISIONS",
+    "TRANSFORMERS",
     "ModelSpec",
     "Precision",
     "ResolvedModel",
@@ -52,6 +55,11 @@ __all__ = [
 #: animal silhouettes). A demo, not a general model: real users load pretrained CLIP.
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
+#: Hugging Face transformers checkpoints (CLIPModel, SiglipModel, ChineseCLIPModel): a hub id
+#: (`org/repo`, `org/repo@revision`) or a local folder.
+TRANSFORMERS = "transformers:"
+#: Chinese-CLIP's own checkpoints, through the cn_clip package: `cn-clip:ViT-B-16`.
+CN_CLIP = "cn-clip:"
 DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo-model"
 DEMO_MODEL = f"{LOCAL_DIR}{DEMO_MODEL_DIR}"
 #: The demo model's stable name, accepted wherever a model name is. Chroma collection configs
@@ -80,7 +88,7 @@ _HOW_TO = (
 def names_its_weights(model: str) -> bool:
     """Whether a model name fixes its weights (a folder, a hub repo, the demo model), so that
     no pretrained tag applies to it."""
-    return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB))
+    return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB, TRANSFORMERS))
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,8 @@ class ModelSpec:
             )
         if names_its_weights(self.model) or not self.pretrained:
             object.__setattr__(self, "pretrained", None)  # the model names its own weights
+        elif self.model.startswith(CN_CLIP) and self.pretrained == DEFAULT_PRETRAINED:
+            object.__setattr__(self, "pretrained", None)  # open_clip's default tag: not cn-clip's
 
 
 def _check_name(field_name: str, value: object, expected: str) -> None:
@@ -138,12 +148,14 @@ def _check_name(field_name: str, value: object, expected: str) -> None:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What to hand open_clip, with every remote reference replaced by a local one."""
+    """What to hand the model's family loader, with every remote reference replaced by a local
+    one. For `transformers` and `cn_clip`, `pretrained` is the local folder or checkpoint."""
 
     open_clip_name: str
     pretrained: str | None
     model_id: str
     create_kwargs: dict[str, Any] = field(default_factory=dict)
+    family: Literal["open_clip", "transformers", "cn_clip"] = "open_clip"
 
 
 def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
@@ -158,6 +170,10 @@ def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
             return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
         if model_name.startswith(HF_HUB):
             return _resolve_hf_hub(model_name[len(HF_HUB) :])
+        if model_name.startswith(TRANSFORMERS):
+            return _resolve_transformers(model_name[len(TRANSFORMERS) :])
+        if model_name.startswith(CN_CLIP):
+            return _resolve_cn_clip(model_name[len(CN_CLIP) :], pretrained)
         return _resolve_named(model_name, pretrained)
 
 
@@ -244,6 +260,80 @@ def _cached_hf_snapshot(repo: str) -> Path | None:
         return None
     snapshot = Path(config).parent
     return snapshot if _find_weights(snapshot) is not None else None
+
+
+def _resolve_transformers(ref: str) -> ResolvedModel:
+    """A local folder (id: its content hash), or a hub id from the cache, else downloaded."""
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        model_id = f"{TRANSFORMERS}sha256:{_folder_sha256(folder)[:16]}"
+        return ResolvedModel(ref, str(folder), model_id, family="transformers")
+    repo, _, revision = ref.partition("@")
+    if not ref or ref.startswith((".", "/", "~")) or repo.count("/") > 1:
+        raise ModelNotAvailableError(f"{TRANSFORMERS}{ref}: no such folder, and not a hub id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    # The files the towers need; weights in one format (safetensors where the repo has them).
+    files = ["*.json", "*.txt", "*.model", "*.safetensors"]
+    try:
+        path = snapshot_download(
+            repo, revision=revision or None, allow_patterns=files, local_files_only=True
+        )
+    except LocalEntryNotFoundError:
+        _require_network(f"{TRANSFORMERS}{ref}", _hf_host())
+        path = snapshot_download(repo, revision=revision or None, allow_patterns=files)
+    commit = Path(path).name  # a snapshot folder is named by its commit
+    return ResolvedModel(repo, path, f"{TRANSFORMERS}{repo}@{commit}", family="transformers")
+
+
+def _folder_sha256(folder: Path) -> str:
+    """A transformers folder's identity: its config and every weights file, by content."""
+    names = [
+        "config.json",
+        *sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES),
+    ]
+    parts = [f"{n}:{weights_sha256(folder / n)}" for n in names if (folder / n).is_file()]
+    if len(parts) < 2:
+        raise ModelNotAvailableError(
+            f"{TRANSFORMERS}{folder} needs config.json and a weights file ({', '.join(WEIGHT_SUFFIXES)})"
+        )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _resolve_cn_clip(arch: str, pretrained: str | None) -> ResolvedModel:
+    """An arch of cn_clip with a local checkpoint file, or its named download (cached first)."""
+    from clip_multimodal.errors import require
+
+    require("cn_clip", "cn-clip", f"model {CN_CLIP}{arch}")
+    from cn_clip.clip.utils import _MODEL_INFO, _MODELS
+
+    if arch not in _MODEL_INFO:
+        raise ModelNotAvailableError(
+            f"unknown {CN_CLIP} model {arch!r}. Known: {', '.join(_MODEL_INFO)}."
+        )
+    if pretrained:
+        weights = Path(pretrained).expanduser()
+        if not weights.is_file():
+            raise ModelNotAvailableError(
+                f"{CN_CLIP}{arch}: checkpoint file not found: {pretrained}"
+            )
+        return ResolvedModel(
+            arch,
+            str(weights),
+            f"{CN_CLIP}{arch}@sha256:{weights_sha256(weights)[:16]}",
+            family="cn_clip",
+        )
+    repo, filename = _MODELS[arch]
+    root = Path("~/.cache/clip").expanduser()  # where cn_clip's load_from_name keeps them
+    if not (root / filename).is_file():
+        _require_network(f"{CN_CLIP}{arch}", _hf_host())
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(f"OFA-Sys/{repo}", filename, local_dir=root)
+    return ResolvedModel(
+        arch, str(root / filename), f"{CN_CLIP}{arch}/{filename}", family="cn_clip"
+    )
 
 
 def _resolve_named(name: str, pretrained: str | None) -> ResolvedModel:

@@ -48,6 +48,7 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     spec; the bundled demo model by default. A usage error names a bad option."""
     from clip_multimodal.errors import InvalidModelSpecError
     from clip_multimodal.models import (
+        CN_CLIP,
         DEFAULT_PRETRAINED,
         DEMO_MODEL,
         HF_HUB,
@@ -57,7 +58,8 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     )
 
     model = args.model or DEMO_MODEL
-    if not names_its_weights(model) and not args.pretrained:
+    # cn-clip:ARCH without --pretrained means cn_clip's own download of ARCH.
+    if not names_its_weights(model) and not args.pretrained and not model.startswith(CN_CLIP):
         # open_clip would build the architecture with random weights: useless for search.
         raise UsageError(
             f"--model {model} needs --pretrained TAG_OR_FILE (e.g. --pretrained "

@@ -40,8 +40,9 @@ DATA_DIR_HELP = (
     "else the per-user data folder (~/.local/share/clip-multimodal on Linux)"
 )
 MODEL_HELP = (
-    "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), hf-hub:ORG/REPO "
-    "or local-dir:PATH; default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
+    "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), hf-hub:ORG/REPO, "
+    "local-dir:PATH, transformers:ORG/REPO or transformers:PATH (Hugging Face CLIP, SigLIP, "
+    "Chinese-CLIP), or cn-clip:ARCH (Chinese-CLIP; --pretrained FILE or its download); default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
     "CLIP trained offline on shapes, digits and animals: a demo, not a general model)"
 )
 
