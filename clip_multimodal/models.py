@@ -97,10 +97,12 @@ class ModelSpec:
 
     Attributes:
         model: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`, `local-dir:PATH` (a
-            folder with open_clip_config.json and weights) or `clip-multimodal-demo` (the
-            bundled demo model).
+            folder with open_clip_config.json and weights), `transformers:org/repo` or
+            `transformers:PATH` (a Hugging Face CLIP, SigLIP or Chinese-CLIP checkpoint),
+            `cn-clip:ARCH` (Chinese-CLIP) or `clip-multimodal-demo` (the bundled demo model).
         pretrained: for an architecture name, a pretrained tag or a local weights file (None:
-            random weights). A model that names its weights takes none: it reads None.
+            random weights); for `cn-clip:ARCH`, a checkpoint file (None: cn_clip's download).
+            A model that names its weights takes none: it reads None.
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on a GPU, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (None: 32 on the CPU, 256 on a GPU).

@@ -105,7 +105,9 @@ def test_transformers_folder_id_follows_its_content(
     assert resolve_model(f"transformers:{copy}", None).model_id != original
 
 
-def test_transformers_refuses_other_model_types(tmp_path: Path) -> None:
+def test_transformers_refuses_other_model_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transformers import BertConfig, BertModel
 
     BertModel(
@@ -121,6 +123,9 @@ def test_transformers_refuses_other_model_types(tmp_path: Path) -> None:
         CLIPEncoder(f"transformers:{tmp_path}", device="cpu")
     with pytest.raises(ModelNotAvailableError, match="no such folder"):
         CLIPEncoder(f"transformers:{tmp_path / 'missing'}", device="cpu")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
+    with pytest.raises(MissingDependencyError, match=r"clip-multimodal\[transformers\]"):
+        CLIPEncoder(f"transformers:{tmp_path}", device="cpu")
 
 
 def _hub_cache(root: Path, repo: str, folder: Path, commit: str) -> None:

@@ -99,3 +99,13 @@ def test_server_embeds_and_searches_chinese_text(
         colour_images[i].name for i in np.argsort(-scores)
     ]
     np.testing.assert_allclose([h["score"] for h in hits], np.sort(scores)[::-1], atol=1e-4)
+
+
+def test_cli_takes_a_cn_clip_name_without_pretrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # cn_clip's cache (~/.cache/clip) is empty
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["search", "一只猫", "--model", "cn-clip:RN50", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and "cn-clip:RN50" in err and "needs --pretrained" not in err

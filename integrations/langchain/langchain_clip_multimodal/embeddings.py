@@ -54,7 +54,7 @@ class CLIPEmbeddings(BaseModel, Embeddings):
 
     Attributes:
         model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
-            `local-dir:PATH` or `clip-multimodal-demo`.
+            `local-dir:PATH`, `transformers:org/repo`, `cn-clip:ARCH` or `clip-multimodal-demo`.
         pretrained: the pretrained tag or weights file for an architecture name (None for a
             model that names its weights).
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
