@@ -252,3 +252,11 @@ def test_device_pipeline_refuses_siglips_squashing_resize(hf_dirs: dict[str, Pat
     encoder = CLIPEncoder(f"transformers:{hf_dirs['siglip']}", device="cpu")
     with pytest.raises(UnsupportedPreprocessError):
         GPUImagePipeline(encoder)
+
+
+def test_training_refuses_other_families_before_loading() -> None:
+    from clip_multimodal.training.build import build_model
+
+    for name in ("transformers:someone/clip", "cn-clip:RN50"):
+        with pytest.raises(ModelNotAvailableError, match="train fine-tunes open_clip models"):
+            build_model(name)
