@@ -267,14 +267,20 @@ def _cached_hf_snapshot(repo: str) -> Path | None:
 def _resolve_transformers(ref: str) -> ResolvedModel:
     """A local folder (id: its content hash), or a hub id from the cache, else downloaded."""
     folder = Path(ref).expanduser()
-    if folder.is_dir():
+    if ref and folder.is_dir():
         model_id = f"{TRANSFORMERS}sha256:{_folder_sha256(folder)[:16]}"
         return ResolvedModel(ref, str(folder), model_id, family="transformers")
-    repo, _, revision = ref.partition("@")
-    if not ref or ref.startswith((".", "/", "~")) or repo.count("/") > 1:
-        raise ModelNotAvailableError(f"{TRANSFORMERS}{ref}: no such folder, and not a hub id")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+    repo, _, revision = ref.partition("@")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise ModelNotAvailableError(
+            f"{TRANSFORMERS}{ref}: no such folder, and not a hub id (org/repo[@revision])"
+        ) from exc
 
     # The files the towers need; weights in one format (safetensors where the repo has them).
     files = ["*.json", "*.txt", "*.model", "*.safetensors"]

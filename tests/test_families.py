@@ -121,8 +121,9 @@ def test_transformers_refuses_other_model_types(
     ).save_pretrained(tmp_path)
     with pytest.raises(ModelNotAvailableError, match=r"'bert' model.*clip, siglip, chinese_clip"):
         CLIPEncoder(f"transformers:{tmp_path}", device="cpu")
-    with pytest.raises(ModelNotAvailableError, match="no such folder"):
-        CLIPEncoder(f"transformers:{tmp_path / 'missing'}", device="cpu")
+    for missing in (tmp_path / "missing", "", "not a repo", "a/b/c"):
+        with pytest.raises(ModelNotAvailableError, match="no such folder, and not a hub id"):
+            CLIPEncoder(f"transformers:{missing}", device="cpu")
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
     with pytest.raises(MissingDependencyError, match=r"clip-multimodal\[transformers\]"):
         CLIPEncoder(f"transformers:{tmp_path}", device="cpu")
@@ -260,3 +261,17 @@ def test_training_refuses_other_families_before_loading() -> None:
     for name in ("transformers:someone/clip", "cn-clip:RN50"):
         with pytest.raises(ModelNotAvailableError, match="train fine-tunes open_clip models"):
             build_model(name)
+
+
+def test_a_transformers_encoder_is_shared_between_threads(hf_dirs: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = CLIPEncoder(f"transformers:{hf_dirs['clip']}", device="cpu")
+    expected = encoder.embed_texts(TEXTS)
+    with ThreadPoolExecutor(8) as pool:
+        runs = [pool.submit(encoder.embed_texts, TEXTS) for _ in range(24)]
+        # The truncation check tokenizes with other settings, in between.
+        counts = [pool.submit(encoder.tokenizer.encode, "a red circle " * 40) for _ in range(24)]
+        results = [run.result() for run in runs]
+    assert {len(count.result()) for count in counts} == {encoder.context_length}
+    assert all(np.array_equal(r, expected) for r in results)

@@ -8,6 +8,7 @@ pad ids are real ids: CLIP pads with <|endoftext|>, SigLIP with </s>).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,18 +99,25 @@ class ShiftedTokenizer:
     """The checkpoint's tokenizer, padded to the context length, ids + 1 (0: padding)."""
 
     def __init__(self, tokenizer: Any, context_length: int) -> None:
+        if tokenizer.pad_token is None:  # padding is masked (or, for SigLIP, its </s>)
+            tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.num_special_tokens = int(tokenizer.num_special_tokens_to_add())
+        # A fast tokenizer sets its padding and truncation per call, in place: concurrent calls
+        # with different settings can fail with "Already borrowed" (huggingface/transformers
+        # #47085; not seen with the versions tested here), so calls take turns.
+        self._lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        batch = self.tokenizer(
-            list(texts),
-            padding="max_length",
-            truncation=True,
-            max_length=self.context_length,
-            return_tensors="pt",
-        )
+        with self._lock:
+            batch = self.tokenizer(
+                list(texts),
+                padding="max_length",
+                truncation=True,
+                max_length=self.context_length,
+                return_tensors="pt",
+            )
         ids: torch.Tensor = batch["input_ids"] + 1
         mask = batch.get("attention_mask")
         return ids if mask is None else torch.where(mask.bool(), ids, 0)
@@ -117,9 +125,10 @@ class ShiftedTokenizer:
     def encode(self, text: str) -> list[int]:
         """The text's ids without special tokens (for the truncation warning)."""
         cap = self.context_length  # enough to tell an overflow; no warning from the tokenizer
-        ids: list[int] = self.tokenizer(
-            text, add_special_tokens=False, truncation=True, max_length=cap
-        )["input_ids"]
+        with self._lock:
+            ids: list[int] = self.tokenizer(
+                text, add_special_tokens=False, truncation=True, max_length=cap
+            )["input_ids"]
         return ids
 
 
