@@ -46,7 +46,8 @@ class TextTower:
 
     @property
     def trims(self) -> bool:
-        return self.parts is not None
+        # A family's towers may trim by themselves (transformers' masked CLIP and BERT towers).
+        return self.parts is not None or bool(getattr(self.model, "trims_padding", False))
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.parts is None:

@@ -83,6 +83,7 @@ def test_transformers_embeddings_equal_get_features(
     assert text_diff < TOLERANCE and image_diff < TOLERANCE
     assert encoder.model_id.startswith("transformers:sha256:") and len(encoder.model_id) == 36
     assert encoder.dim == text_ref.shape[1]
+    assert encoder.trims_text_padding == (family != "siglip")  # masked towers run trimmed
 
 
 def test_transformers_runs_in_bf16_and_classifies(hf_dirs: dict[str, Path]) -> None:

@@ -68,7 +68,7 @@ class TransformersTowers(torch.nn.Module):
         self.visual = model.vision_model
         self.pad_id = pad_id
         self.uses_mask = uses_mask
-        self.full_length = full_length
+        self.trims_padding = not full_length  #: reported as the encoder's trims_text_padding
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -80,7 +80,7 @@ class TransformersTowers(torch.nn.Module):
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != 0
-        if not self.full_length and tokens.shape[0]:
+        if self.trims_padding and tokens.shape[0]:
             # Masked padding never reaches the pooled position: the batch's longest suffices.
             length = max(1, int(mask.sum(dim=1).max()))
             tokens, mask = tokens[:, :length], mask[:, :length]
