@@ -92,7 +92,7 @@ def test_transformers_runs_in_bf16_and_classifies(hf_dirs: dict[str, Path]) -> N
     bf16 = CLIPEncoder(f"transformers:{folder}", device="cpu", precision="bf16")
     assert bf16.input_dtype == torch.bfloat16
     assert np.abs(bf16.embed_texts(TEXTS) - fp32.embed_texts(TEXTS)).max() < 0.05
-    probs = fp32.classify(_images(2), ["red", "blue"])
+    probs = fp32.classify(_images(2), ["red", "blue"], ["a {} picture"])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
@@ -162,6 +162,7 @@ def test_transformers_hub_id_loads_from_the_cache_offline(
 # -- cn_clip ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # cn_clip's RN50 at 224 px, twice: ~20 s on two busy cores
 def test_cn_clip_embeddings_equal_cn_clips_own(
     cn_clip_encoder: CLIPEncoder, cn_clip_checkpoint: Path, record_property: Any
 ) -> None:
