@@ -115,3 +115,19 @@ def demo_images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo-images")
     write_demo_images(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def cn_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Chinese-CLIP checkpoint (cn_clip's RN50, its smallest) in cn_clip's format."""
+    from tests.family_builders import save_cn_clip_checkpoint
+
+    return save_cn_clip_checkpoint(tmp_path_factory.mktemp("cn-clip") / "clip_cn_rn50.pt")
+
+
+@pytest.fixture(scope="session")
+def cn_clip_encoder(cn_clip_checkpoint: Path) -> Any:
+    """`cn-clip:RN50` on the random checkpoint, on the CPU."""
+    from clip_multimodal import CLIPEncoder
+
+    return CLIPEncoder("cn-clip:RN50", str(cn_clip_checkpoint), device="cpu")

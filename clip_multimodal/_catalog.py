@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clip_multimodal._caches import cached_tag_file, clip_cache, find_weights
 from clip_multimodal.models import (
     DEMO_MODEL_NAME,
     OPENAI_NAMES,
-    _cached_tag_file,
-    _find_weights,
     resolve_hf_snapshot,
     resolve_model,
-    weights_sha256,
 )
 
 __all__ = ["FAMILIES", "CachedModel", "Family", "cached_models"]
@@ -114,7 +112,7 @@ def _open_clip_repo(repo: str, snapshot: Path) -> Iterator[CachedModel]:
         yield from (_tag(arch, tag, str(snapshot)) for arch, tag in tags)
         return
     dim = _open_clip_dim(snapshot / "open_clip_config.json")
-    if _find_weights(snapshot) is None:
+    if find_weights(snapshot) is None:
         yield CachedModel(
             f"hf-hub:{repo}", None, "hf-hub", None, dim, False, str(snapshot), "weights"
         )
@@ -156,7 +154,7 @@ def _transformers_dim(config: dict[str, Any]) -> int | None:
 
 
 def _clip_cache() -> Iterator[CachedModel]:
-    root = Path("~/.cache/clip").expanduser()
+    root = clip_cache()
     if not root.is_dir():
         return
     by_file = _tags_by_url_file()
@@ -184,7 +182,7 @@ def _cn_clip(arch: str, path: Path) -> CachedModel:
 
     config = Path(cn_clip.__file__).parent / "clip" / "model_configs" / f"{arch}.json"
     dim = int(_read_json(config).get("embed_dim", 0)) or None
-    model_id = f"cn-clip:{arch}@sha256:{weights_sha256(path)[:16]}"
+    model_id = f"cn-clip:{arch}/{path.name}"  # as loading cn-clip:ARCH names it
     return CachedModel(f"cn-clip:{arch}", None, "cn-clip", model_id, dim, True, str(path))
 
 
@@ -194,7 +192,7 @@ def _cn_clip(arch: str, path: Path) -> CachedModel:
 def _tag(arch: str, tag: str, path: str) -> CachedModel:
     import open_clip
 
-    offline = _cached_tag_file(open_clip.get_pretrained_cfg(arch, tag)) is not None
+    offline = cached_tag_file(open_clip.get_pretrained_cfg(arch, tag)) is not None
     config = open_clip.get_model_config(arch) or {}
     dim = int(config["embed_dim"]) if "embed_dim" in config else None
     model_id = f"{arch}/{tag}" if offline else None

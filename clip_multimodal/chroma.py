@@ -82,9 +82,10 @@ class CLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
     """Embeds texts and images for Chroma with a CLIP model, in batches.
 
     Args:
-        model_name: an open_clip architecture, `hf-hub:org/repo`, `local-dir:PATH` or
-            `clip-multimodal-demo` (the bundled demo model, recorded by that name rather than
-            its install path, so a collection reopens after the package moves).
+        model_name: an open_clip architecture, `hf-hub:org/repo`, `local-dir:PATH`,
+            `transformers:org/repo`, `cn-clip:ARCH` or `clip-multimodal-demo` (the bundled demo
+            model, recorded by that name rather than its install path, so a collection reopens
+            after the package moves).
         pretrained: the pretrained tag or weights file for an architecture name.
         device: `auto`, `cpu`, `cuda`, ... for this process. Not recorded in the collection's
             config: the machine that reopens a collection picks its own (`auto`).

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 
 from clip_multimodal import zeroshot
 from clip_multimodal.devices import pick_device
-from clip_multimodal.errors import ImageLoadError, ModelNotAvailableError
+from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
 from clip_multimodal.models import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
     ModelSpec,
     Precision,
-    keep_root_logging,
     resolve_model,
 )
 from clip_multimodal.text import Template, TextTower, tokenize
@@ -43,13 +42,16 @@ def pick_precision(precision: Precision, device: torch.device) -> Precision:
 
 
 class CLIPEncoder:
-    """Embeds texts and images with an open_clip model.
+    """Embeds texts and images with a CLIP model (open_clip, transformers or Chinese-CLIP).
 
     Args:
         model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
-            `local-dir:PATH` (a folder with open_clip_config.json and weights), or
+            `local-dir:PATH` (a folder with open_clip_config.json and weights),
+            `transformers:ORG/REPO` or `transformers:PATH` (a Hugging Face CLIP, SigLIP or
+            Chinese-CLIP checkpoint), `cn-clip:ARCH` (Chinese-CLIP's own checkpoints), or
             `clip-multimodal-demo` (the bundled demo model).
-        pretrained: for an architecture name, a pretrained tag or a local weights file.
+        pretrained: for an architecture name, a pretrained tag or a local weights file; for
+            `cn-clip:ARCH`, a checkpoint file (None: cn_clip's download of ARCH).
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on GPU, fp32 on CPU), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (default 32 on CPU, 256 on GPU).
@@ -120,24 +122,11 @@ class CLIPEncoder:
         )
 
     def _load(self) -> tuple[Any, Callable[[Any], torch.Tensor], Any]:
-        import open_clip
+        # The one point where families differ: open_clip, transformers or cn_clip code loads.
+        from clip_multimodal.families import load_model
 
-        r = self._resolved
-        try:
-            with keep_root_logging():  # open_clip's logging.info would configure the root logger
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    r.open_clip_name,
-                    pretrained=r.pretrained,
-                    device=self.device,
-                    precision=self.precision,
-                    **r.create_kwargs,
-                )
-                tokenizer = open_clip.get_tokenizer(r.open_clip_name)
-        except (FileNotFoundError, OSError) as exc:
-            raise ModelNotAvailableError(f"cannot load model {self.model_name}: {exc}") from exc
-        model.eval()
-        model.requires_grad_(False)
-        return model, preprocess, tokenizer
+        loaded = load_model(self._resolved, self.device, self.precision)
+        return loaded.towers, loaded.preprocess, loaded.tokenizer
 
     # -- properties ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ ModelNotAvailableError in well under 2 s with a message that says how to provide
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -26,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from clip_multimodal._caches import cached_hf_snapshot, cached_tag_file, clip_cache, find_weights
 from clip_multimodal._hashing import sha256_stream
 from clip_multimodal._reach import hub_offline, hub_url, why_hub_unreachable, why_url_unreachable
 from clip_multimodal.errors import InvalidModelSpecError, ModelNotAvailableError
 
 __all__ = [
+    "CN_CLIP",
     "DEFAULT_MODEL",
     "DEFAULT_PRETRAINED",
     "DEMO_MODEL",
@@ -40,6 +43,7 @@ __all__ = [
     "LOCAL_DIR",
     "OPENAI_NAMES",
     "PRECISIONS",
+    "TRANSFORMERS",
     "ModelSpec",
     "Precision",
     "ResolvedModel",
@@ -55,6 +59,11 @@ __all__ = [
 #: animal silhouettes). A demo, not a general model: real users load pretrained CLIP.
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
+#: Hugging Face transformers checkpoints (CLIPModel, SiglipModel, ChineseCLIPModel): a hub id
+#: (`org/repo`, `org/repo@revision`) or a local folder.
+TRANSFORMERS = "transformers:"
+#: Chinese-CLIP's own checkpoints, through the cn_clip package: `cn-clip:ViT-B-16`.
+CN_CLIP = "cn-clip:"
 DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo-model"
 DEMO_MODEL = f"{LOCAL_DIR}{DEMO_MODEL_DIR}"
 #: The demo model's stable name, accepted wherever a model name is. Chroma collection configs
@@ -94,7 +103,7 @@ _HOW_TO = (
 def names_its_weights(model: str) -> bool:
     """Whether a model name fixes its weights (a folder, a hub repo, the demo model), so that
     no pretrained tag applies to it."""
-    return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB))
+    return model == DEMO_MODEL_NAME or model.startswith((LOCAL_DIR, HF_HUB, TRANSFORMERS))
 
 
 def openai_pretrained(model: str, pretrained: str | None) -> str | None:
@@ -112,10 +121,13 @@ class ModelSpec:
     Attributes:
         model: an open_clip architecture (`ViT-B-32`), an OpenAI name (`ViT-B/32`, `RN50`),
             `hf-hub:org/repo`, `local-dir:PATH` (a folder with open_clip_config.json and
-            weights) or `clip-multimodal-demo` (the bundled demo model).
+            weights), `transformers:org/repo` or `transformers:PATH` (a Hugging Face CLIP,
+            SigLIP or Chinese-CLIP checkpoint), `cn-clip:ARCH` (Chinese-CLIP) or
+            `clip-multimodal-demo` (the bundled demo model).
         pretrained: for an architecture name, a pretrained tag or a local weights file (None:
-            random weights). An OpenAI name without a tag (or with the default one) reads
-            "openai". A model that names its weights takes none: it reads None.
+            random weights); an OpenAI name without a tag (or with the default one) reads
+            "openai"; for `cn-clip:ARCH`, a checkpoint file (None: cn_clip's download).
+            A model that names its weights takes none: it reads None.
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on a GPU, fp32 on the CPU), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (None: 32 on the CPU, 256 on a GPU).
@@ -153,6 +165,8 @@ class ModelSpec:
         object.__setattr__(self, "pretrained", openai_pretrained(self.model, self.pretrained))
         if names_its_weights(self.model) or not self.pretrained:
             object.__setattr__(self, "pretrained", None)  # the model names its own weights
+        elif self.model.startswith(CN_CLIP) and self.pretrained == DEFAULT_PRETRAINED:
+            object.__setattr__(self, "pretrained", None)  # open_clip's default tag: not cn-clip's
 
 
 def _check_name(field_name: str, value: object, expected: str) -> None:
@@ -162,12 +176,14 @@ def _check_name(field_name: str, value: object, expected: str) -> None:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What to hand open_clip, with every remote reference replaced by a local one."""
+    """What to hand the model's family loader, with every remote reference replaced by a local
+    one. For `transformers` and `cn_clip`, `pretrained` is the local folder or checkpoint."""
 
     open_clip_name: str
     pretrained: str | None
     model_id: str
     create_kwargs: dict[str, Any] = field(default_factory=dict)
+    family: Literal["open_clip", "transformers", "cn_clip"] = "open_clip"
 
 
 def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
@@ -182,6 +198,10 @@ def resolve_model(model_name: str, pretrained: str | None) -> ResolvedModel:
             return _resolve_local_dir(Path(model_name[len(LOCAL_DIR) :]).expanduser())
         if model_name.startswith(HF_HUB):
             return _resolve_hf_hub(model_name[len(HF_HUB) :])
+        if model_name.startswith(TRANSFORMERS):
+            return _resolve_transformers(model_name[len(TRANSFORMERS) :])
+        if model_name.startswith(CN_CLIP):
+            return _resolve_cn_clip(model_name[len(CN_CLIP) :], pretrained)
         return _resolve_named(model_name, pretrained)
 
 
@@ -228,7 +248,7 @@ def _resolve_local_dir(path: Path) -> ResolvedModel:
             f"{LOCAL_DIR}{path} has no open_clip_config.json. A local-dir model is a folder with "
             "open_clip_config.json (model_cfg, preprocess_cfg) and a weights file."
         )
-    weights = _find_weights(path)
+    weights = find_weights(path)
     if weights is None:
         raise ModelNotAvailableError(
             f"{LOCAL_DIR}{path} has no weights file ({', '.join(WEIGHT_SUFFIXES)})."
@@ -240,15 +260,8 @@ def _resolve_local_dir(path: Path) -> ResolvedModel:
     )
 
 
-def _find_weights(path: Path) -> Path | None:
-    from open_clip.factory import _find_checkpoint_in_dir
-
-    found = _find_checkpoint_in_dir(path)
-    return Path(found) if found else None
-
-
 def _resolve_hf_hub(repo: str) -> ResolvedModel:
-    snapshot = _cached_hf_snapshot(repo)
+    snapshot = cached_hf_snapshot(repo)
     if snapshot is None:
         snapshot = _download_hf_snapshot(repo)
     return resolve_hf_snapshot(repo, snapshot)
@@ -274,15 +287,84 @@ def _download_hf_snapshot(repo: str) -> Path:
     return config.parent
 
 
-def _cached_hf_snapshot(repo: str) -> Path | None:
-    """The cached snapshot folder holding both the config and weights of an hf-hub model."""
-    from huggingface_hub import try_to_load_from_cache
+def _resolve_transformers(ref: str) -> ResolvedModel:
+    """A local folder (id: its content hash), or a hub id from the cache, else downloaded."""
+    folder = Path(ref).expanduser()
+    if ref and folder.is_dir():
+        model_id = f"{TRANSFORMERS}sha256:{_folder_sha256(folder)[:16]}"
+        return ResolvedModel(ref, str(folder), model_id, family="transformers")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
-    config = try_to_load_from_cache(repo, "open_clip_config.json")
-    if not isinstance(config, str):
-        return None
-    snapshot = Path(config).parent
-    return snapshot if _find_weights(snapshot) is not None else None
+    repo, _, revision = ref.partition("@")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise ModelNotAvailableError(
+            f"{TRANSFORMERS}{ref}: no such folder, and not a hub id (org/repo[@revision])"
+        ) from exc
+
+    # The files the towers need; weights in one format (safetensors where the repo has them).
+    files = ["*.json", "*.txt", "*.model", "*.safetensors"]
+    try:
+        path = snapshot_download(
+            repo, revision=revision or None, allow_patterns=files, local_files_only=True
+        )
+    except LocalEntryNotFoundError:
+        _require_hub(f"{TRANSFORMERS}{ref}", hub_url(repo, "config.json"))
+        path = snapshot_download(repo, revision=revision or None, allow_patterns=files)
+    commit = Path(path).name  # a snapshot folder is named by its commit
+    return ResolvedModel(repo, path, f"{TRANSFORMERS}{repo}@{commit}", family="transformers")
+
+
+def _folder_sha256(folder: Path) -> str:
+    """A transformers folder's identity: its config and every weights file, by content."""
+    names = [
+        "config.json",
+        *sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES),
+    ]
+    parts = [f"{n}:{weights_sha256(folder / n)}" for n in names if (folder / n).is_file()]
+    if len(parts) < 2:
+        raise ModelNotAvailableError(
+            f"{TRANSFORMERS}{folder} needs config.json and a weights file ({', '.join(WEIGHT_SUFFIXES)})"
+        )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _resolve_cn_clip(arch: str, pretrained: str | None) -> ResolvedModel:
+    """An arch of cn_clip with a local checkpoint file, or its named download (cached first)."""
+    from clip_multimodal.errors import require
+
+    require("cn_clip", "cn-clip", f"model {CN_CLIP}{arch}")
+    from cn_clip.clip.utils import _MODEL_INFO, _MODELS
+
+    if arch not in _MODEL_INFO:
+        raise ModelNotAvailableError(
+            f"unknown {CN_CLIP} model {arch!r}. Known: {', '.join(_MODEL_INFO)}."
+        )
+    if pretrained:
+        weights = Path(pretrained).expanduser()
+        if not weights.is_file():
+            raise ModelNotAvailableError(
+                f"{CN_CLIP}{arch}: checkpoint file not found: {pretrained}"
+            )
+        return ResolvedModel(
+            arch,
+            str(weights),
+            f"{CN_CLIP}{arch}@sha256:{weights_sha256(weights)[:16]}",
+            family="cn_clip",
+        )
+    repo, filename = _MODELS[arch]
+    root = clip_cache()  # where cn_clip's load_from_name keeps them
+    if not (root / filename).is_file():
+        _require_hub(f"{CN_CLIP}{arch}", hub_url(f"OFA-Sys/{repo}", filename))
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(f"OFA-Sys/{repo}", filename, local_dir=root)
+    return ResolvedModel(
+        arch, str(root / filename), f"{CN_CLIP}{arch}/{filename}", family="cn_clip"
+    )
 
 
 def _resolve_named(name: str, pretrained: str | None) -> ResolvedModel:
@@ -319,7 +401,7 @@ def _resolve_tag(arch: str, tag: str, cfg: dict[str, Any]) -> ResolvedModel:
         **_preprocess_args(cfg),
     }
     model_id = f"{arch}/{tag}"
-    cached = _cached_tag_file(cfg) or _download_tag(f"{arch} / {tag}", cfg)
+    cached = cached_tag_file(cfg) or _download_tag(f"{arch} / {tag}", cfg)
     return ResolvedModel(arch, str(cached), model_id, create_kwargs)
 
 
@@ -354,31 +436,6 @@ def _preprocess_args(cfg: dict[str, Any]) -> dict[str, Any]:
     only when it downloads the tag itself)."""
     names = ("mean", "std", "interpolation", "resize_mode")
     return {f"image_{k}": cfg[k] for k in names if k in cfg}
-
-
-def _cached_tag_file(cfg: dict[str, Any]) -> Path | None:
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, filename = os.path.split(hub)
-        names = [filename] if filename else []
-        names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for candidate in _with_safetensors_first(names):
-            found = try_to_load_from_cache(repo, candidate)
-            if isinstance(found, str):
-                return Path(found)
-    url = str(cfg.get("url", ""))
-    if url:
-        target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
-        if target.is_file():
-            return target
-    return None
-
-
-def _with_safetensors_first(names: list[str]) -> list[str]:
-    safe = [n[: n.rfind(".")] + ".safetensors" for n in names if n.endswith((".bin", ".pth"))]
-    return list(dict.fromkeys(safe + names))
 
 
 def _require_hub(what: str, url: str) -> None:

@@ -46,7 +46,8 @@ class TextTower:
 
     @property
     def trims(self) -> bool:
-        return self.parts is not None
+        # A family's towers may trim by themselves (transformers' masked CLIP and BERT towers).
+        return self.parts is not None or bool(getattr(self.model, "trims_padding", False))
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.parts is None:
@@ -132,11 +133,13 @@ def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch
     full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
     encode = getattr(tokenizer, "encode", None)
     if encode is not None and full:
-        # A cut text overflows for sure; others are counted (SimpleTokenizer adds 2 tokens).
+        # A cut text overflows for sure; others are counted (SimpleTokenizer adds 2 tokens,
+        # [CLS] and [SEP] too; a family's tokenizer may say otherwise: SigLIP adds only </s>).
+        specials = int(getattr(tokenizer, "num_special_tokens", 2))
         full = [
             i
             for i in full
-            if len(heads[i]) < len(texts[i]) or len(encode(heads[i])) + 2 > context_length
+            if len(heads[i]) < len(texts[i]) or len(encode(heads[i])) + specials > context_length
         ]
     if full:
         warnings.warn(

@@ -48,6 +48,7 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     spec; the bundled demo model by default. A usage error names a bad option."""
     from clip_multimodal.errors import InvalidModelSpecError
     from clip_multimodal.models import (
+        CN_CLIP,
         DEFAULT_PRETRAINED,
         DEMO_MODEL,
         HF_HUB,
@@ -58,8 +59,14 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     )
 
     model = args.model or DEMO_MODEL
-    # An OpenAI name (ViT-B/32) means OpenAI's weights; other architectures need a tag.
-    if not names_its_weights(model) and not args.pretrained and model not in OPENAI_NAMES:
+    # An OpenAI name (ViT-B/32) means OpenAI's weights; cn-clip:ARCH without --pretrained
+    # means cn_clip's own download of ARCH; other architectures need a tag.
+    if (
+        not names_its_weights(model)
+        and not args.pretrained
+        and model not in OPENAI_NAMES
+        and not model.startswith(CN_CLIP)
+    ):
         # open_clip would build the architecture with random weights: useless for search.
         raise UsageError(
             f"--model {model} needs --pretrained TAG_OR_FILE (e.g. --pretrained "

@@ -41,8 +41,10 @@ DATA_DIR_HELP = (
 )
 MODEL_HELP = (
     "the CLIP model: an open_clip architecture (ViT-B-32, with --pretrained), an OpenAI name "
-    "(ViT-B/32: OpenAI's weights), hf-hub:ORG/REPO or local-dir:PATH; see `clip-multimodal "
-    "models`; default: $CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
+    "(ViT-B/32: OpenAI's weights), hf-hub:ORG/REPO, local-dir:PATH, transformers:ORG/REPO or "
+    "transformers:PATH (Hugging Face CLIP, SigLIP, Chinese-CLIP), or cn-clip:ARCH (Chinese-CLIP; "
+    "--pretrained FILE or its download); see `clip-multimodal models`; default: "
+    "$CLIP_MULTIMODAL_MODEL, else the bundled demo model (a small "
     "CLIP trained offline on shapes, digits and animals: a demo, not a general model)"
 )
 

@@ -41,12 +41,15 @@ class PreprocessSpec:
         mean: per-channel mean, in [0, 1] units.
         std: per-channel standard deviation, in [0, 1] units.
         interpolation: "bicubic" or "bilinear".
+        crop_floor: crop offsets floored (transformers' image processors) instead of rounded
+            (torchvision's CenterCrop); a transform says so with a true `crop_floor` attribute.
     """
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
+    crop_floor: bool = False
 
     @classmethod
     def from_transform(cls, transform: Any) -> PreprocessSpec:
@@ -80,7 +83,9 @@ class PreprocessSpec:
             raise UnsupportedPreprocessError(
                 f"cannot mirror {resize.interpolation} resizing on the device; use the CPU path"
             )
-        return cls(size, _triple(norm.mean), _triple(norm.std), modes[resize.interpolation])
+        mean, std = _triple(norm.mean), _triple(norm.std)
+        floor = bool(getattr(transform, "crop_floor", False))
+        return cls(size, mean, std, modes[resize.interpolation], floor)
 
 
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:
@@ -95,11 +100,12 @@ def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(size * width / height)
 
 
-def center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """torchvision's CenterCrop offsets (rounded half-differences) on (..., H, W)."""
+def center_crop(pixels: torch.Tensor, size: int, floor: bool = False) -> torch.Tensor:
+    """torchvision's CenterCrop offsets (rounded half-differences) on (..., H, W); with
+    `floor`, transformers' (floored)."""
     height, width = pixels.shape[-2:]
-    top = round((height - size) / 2.0)
-    left = round((width - size) / 2.0)
+    top = (height - size) // 2 if floor else round((height - size) / 2.0)
+    left = (width - size) // 2 if floor else round((width - size) / 2.0)
     return pixels[..., top : top + size, left : left + size]
 
 
@@ -117,7 +123,7 @@ def _resize_group(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
         if tuple(x.shape[-2:]) != size:  # PIL skips a pass whose size is unchanged
             x = F.interpolate(x, size, mode=spec.interpolation, antialias=True)
             x = x.round_().clamp_(0, 255)
-    return center_crop(x, spec.size)
+    return center_crop(x, spec.size, spec.crop_floor)
 
 
 def preprocess_batch(

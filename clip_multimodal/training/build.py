@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clip_multimodal.errors import ModelNotAvailableError
-from clip_multimodal.models import LOCAL_DIR, resolve_model
+from clip_multimodal.models import CN_CLIP, LOCAL_DIR, TRANSFORMERS, resolve_model
 
 __all__ = ["BuiltModel", "build_model", "read_architecture"]
 
@@ -121,6 +121,11 @@ def build_model(model: str, pretrained: str | None = None) -> BuiltModel:
         if not path.is_file():
             raise ModelNotAvailableError(f"architecture file not found: {path}")
         return _from_architecture_file(path)
+    if model.startswith((TRANSFORMERS, CN_CLIP)):
+        raise ModelNotAvailableError(
+            f"train fine-tunes open_clip models; {model} is another family's checkpoint "
+            "(it embeds and searches, but cannot be trained here)"
+        )
     resolved = resolve_model(model, None if model.startswith(LOCAL_DIR) else pretrained)
     name = resolved.open_clip_name
     built, train_t, eval_t, tokenizer = _create(name, resolved.pretrained, **resolved.create_kwargs)

@@ -58,7 +58,8 @@ class CLIPEmbeddings(BaseModel, Embeddings):
 
     Attributes:
         model_name: an open_clip architecture (`ViT-B-32`), an OpenAI name (`ViT-B/32`,
-            OpenAI's weights), `hf-hub:org/repo`, `local-dir:PATH` or `clip-multimodal-demo`.
+            OpenAI's weights), `hf-hub:org/repo`, `local-dir:PATH`, `transformers:org/repo`,
+            `cn-clip:ARCH` or `clip-multimodal-demo`.
         pretrained: the pretrained tag or weights file for an architecture name (None for a
             model that names its weights). `checkpoint=`, as `OpenCLIPEmbeddings` names it,
             sets it too.

@@ -58,8 +58,9 @@ class CLIPMultiModalEmbedding(MultiModalEmbedding):
             await embed.aget_image_embedding_batch(paths)  # runs in a worker thread
 
     Args:
-        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo` or
-            `local-dir:PATH`. Multilingual and fine-tuned open_clip models work alike.
+        model_name: an open_clip architecture (`ViT-B-32`), `hf-hub:org/repo`,
+            `local-dir:PATH`, `transformers:org/repo` (Hugging Face CLIP, SigLIP, Chinese-CLIP)
+            or `cn-clip:ARCH`. Multilingual and fine-tuned open_clip models work alike.
         pretrained: the pretrained tag or a local weights file (architecture names only).
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
         precision: `auto` (bf16/fp16 on a GPU, fp32 on the CPU), `fp32`, `fp16` or `bf16`.

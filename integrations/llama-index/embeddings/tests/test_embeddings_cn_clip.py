@@ -1,0 +1,25 @@
+"""CLIPMultiModalEmbedding on a Chinese-CLIP checkpoint named as users name it, in Chinese."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.embeddings.clip_multimodal import CLIPMultiModalEmbedding
+
+
+async def test_chinese_queries_equal_the_core_encoder(
+    cn_clip_encoder: Any, cn_clip_checkpoint: Path
+) -> None:
+    embed = CLIPMultiModalEmbedding(
+        model_name="cn-clip:RN50", pretrained=str(cn_clip_checkpoint), device="cpu"
+    )
+    texts = ["一只猫的剪影", "手写的数字七"]
+    expected = cn_clip_encoder.embed_texts(texts)
+    np.testing.assert_allclose(embed.get_text_embedding_batch(texts), expected, atol=1e-6)
+    query = await embed.aget_query_embedding("一个红色的小圆形")
+    np.testing.assert_allclose(
+        query, cn_clip_encoder.embed_texts(["一个红色的小圆形"])[0], atol=1e-6
+    )
+    assert embed.model_id == cn_clip_encoder.model_id
