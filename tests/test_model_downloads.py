@@ -58,11 +58,27 @@ class Hub(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], *, activate: bool = True) -> None:
         super().__init__(address, _HubHandler, bind_and_activate=activate)
         self.files: dict[str, Path] = {}
+        self.repos: dict[str, dict[str, Path]] = {}
         self.requests: list[str] = []
 
     def serve_repo(self, repo: str, folder: Path, names: list[str]) -> None:
         for name in names:
-            self.files[f"/{repo}/resolve/main/{name}"] = folder / name
+            for revision in ("main", COMMIT):  # snapshot_download asks by the resolved commit
+                self.files[f"/{repo}/resolve/{revision}/{name}"] = folder / name
+        self.repos[repo] = {name: folder / name for name in names}
+
+    def api(self, path: str) -> Any:
+        """The two API answers snapshot_download reads: the revision's commit, and the tree."""
+        for repo, files in self.repos.items():
+            if path == f"/api/models/{repo}/revision/main":
+                siblings = [{"rfilename": name} for name in files]
+                return {"id": repo, "sha": COMMIT, "siblings": siblings}
+            if path.split("?")[0] == f"/api/models/{repo}/tree/{COMMIT}":
+                return [
+                    {"type": "file", "path": name, "size": f.stat().st_size, "oid": _oid(f)}
+                    for name, f in files.items()
+                ]
+        return None
 
     @property
     def url(self) -> str:
@@ -81,6 +97,16 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def _answer(self, *, body: bool) -> None:
         self.server.requests.append(f"{self.command} {self.path}")
+        answer = self.server.api(self.path)
+        if answer is not None:
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            return
         path = self.server.files.get(self.path)
         if path is None:
             self.send_response(404)
@@ -91,7 +117,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         size = path.stat().st_size
         self.send_response(200)
         self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{hashlib.sha256(str(path).encode()).hexdigest()}"')
+        self.send_header("ETag", f'"{_oid(path)}"')
         self.send_header("Content-Length", str(size))
         self.end_headers()
         if body:
@@ -100,6 +126,10 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
+
+
+def _oid(path: Path) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()
 
 
 class Proxy(ThreadingHTTPServer):
@@ -450,3 +480,37 @@ def test_the_chroma_function_and_the_cli_take_openai_names(
     assert main(["classify", str(image), "--labels", "a,b", "--model", "RN50"]) == 1
     err = capsys.readouterr().err
     assert "RN50 / openai" in err and "openaipublic" in err
+
+
+def test_a_transformers_hub_id_downloads_from_a_mirror(
+    hub: Hub, settings: HubSettings, tmp_path: Path
+) -> None:
+    """`transformers:org/repo` downloads the checkpoint (snapshot_download: the revision, the
+    tree, then each file) from the mirror, and loads the same towers as the folder itself."""
+    from tests.family_builders import save_hf_clip
+
+    folder = save_hf_clip(tmp_path / "tiny-clip")
+    hub.serve_repo("acme/tiny-clip", folder, sorted(p.name for p in folder.iterdir()))
+    settings.endpoint(hub.url)
+    encoder = CLIPEncoder("transformers:acme/tiny-clip", device="cpu", precision="fp32")
+    assert encoder.model_id == f"transformers:acme/tiny-clip@{COMMIT}"
+    local = CLIPEncoder(f"transformers:{folder}", device="cpu", precision="fp32")
+    assert np.array_equal(encoder.embed_texts([QUERY]), local.embed_texts([QUERY]))
+    assert any(r.endswith("/model.safetensors") for r in hub.requests)
+
+
+def test_a_cn_clip_name_downloads_its_checkpoint_from_a_mirror(
+    hub: Hub, settings: HubSettings, cn_clip_checkpoint: Path
+) -> None:
+    """`cn-clip:RN50` with no file downloads cn_clip's named checkpoint (OFA-Sys/...) into
+    ~/.cache/clip, where cn_clip's own load_from_name looks, then loads it from there."""
+    from cn_clip.clip.utils import _MODELS
+
+    repo, filename = _MODELS["RN50"]
+    hub.serve_repo(f"OFA-Sys/{repo}", cn_clip_checkpoint.parent, [cn_clip_checkpoint.name])
+    hub.files[f"/OFA-Sys/{repo}/resolve/main/{filename}"] = cn_clip_checkpoint
+    settings.endpoint(hub.url)
+    resolved = resolve_model("cn-clip:RN50", None)
+    cached = Path(os.environ["HOME"]) / ".cache" / "clip" / filename
+    assert (resolved.model_id, resolved.pretrained) == (f"cn-clip:RN50/{filename}", str(cached))
+    assert cached.read_bytes() == cn_clip_checkpoint.read_bytes()
