@@ -122,3 +122,10 @@ def test_a_worker_killed_mid_job_ends_complete_without_duplicates(
     assert len(killed) == N_IMAGES  # no duplicates, nothing missing
     _single(demo_encoder, chroma_server, "clean", images)
     assert_same_collection(killed, snapshot(*chroma_server, "clean"))
+
+
+def test_a_pool_that_leaves_no_cpu_for_reading_is_refused(
+    ray_local: None, chroma_server: tuple[str, int], images: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"2 worker\(s\) x 1 CPU leave no CPU for reading"):
+        _ray(chroma_server, "no_room", images, num_workers=2, num_cpus_per_worker=1.0)

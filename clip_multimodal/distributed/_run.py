@@ -69,7 +69,8 @@ def index_with_ray(
         batch_size: images per batch and per forward pass (default: the spec's, else 64).
         num_workers: encoder actors.
         num_gpus_per_worker: GPUs per actor; None: 1 when the cluster has GPUs, else 0.
-        num_cpus_per_worker: CPUs each actor reserves.
+        num_cpus_per_worker: CPUs each actor reserves; the pool must leave the cluster
+            one CPU for the read tasks (else ValueError).
         recursive, patterns, verify: as for `index_folder`.
         progress: show Ray's progress and print a summary line to stderr.
 
@@ -95,6 +96,7 @@ def index_with_ray(
         owned = _connect(ray, ray_address)
         try:
             gpus = _gpus(ray, num_gpus_per_worker)
+            _check_room(ray, num_workers, num_cpus_per_worker)
             options = _Options(batch, num_workers, gpus, num_cpus_per_worker, progress)
             rows = _run_job(
                 ray,
@@ -151,6 +153,16 @@ def _gpus(ray: Any, asked: float | None) -> float:
     if asked is not None:
         return asked
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def _check_room(ray: Any, workers: int, cpus: float) -> None:
+    """Refuse a pool that leaves no CPU for the read tasks: the job would wait forever."""
+    total = float(ray.cluster_resources().get("CPU", 0))
+    if workers * cpus + 1 > total:
+        raise ValueError(
+            f"{workers} worker(s) x {cpus:g} CPU leave no CPU for reading on this cluster "
+            f"({total:g} CPUs): lower num_workers or num_cpus_per_worker, or add CPUs"
+        )
 
 
 def _run_job(
