@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from clip_multimodal.distributed import index_with_ray
+from clip_multimodal.errors import MissingDependencyError
 from clip_multimodal.index import ImageIndex
 from tests.distributed_helpers import (
     ExitOnce,
@@ -129,3 +131,11 @@ def test_a_pool_that_leaves_no_cpu_for_reading_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=r"2 worker\(s\) x 1 CPU leave no CPU for reading"):
         _ray(chroma_server, "no_room", images, num_workers=2, num_cpus_per_worker=1.0)
+
+
+def test_without_ray_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, chroma_server: tuple[str, int], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(MissingDependencyError, match=r"clip-multimodal\[ray\]"):
+        _ray(chroma_server, "no_ray", tmp_path)
