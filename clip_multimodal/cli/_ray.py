@@ -21,7 +21,8 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="read and embed on Ray: join the cluster at ADDRESS (HOST:PORT or ray://...), "
         "or with no ADDRESS the one in $RAY_ADDRESS, else a local one; needs a Chroma server "
-        "(--host, --port). DIR may then also be a .txt or .parquet list of paths or URLs",
+        "(--host, --port). DIR may then also be a .txt or .parquet list of paths or URLs. "
+        "Put --ray after DIR (or write --ray=ADDRESS), so that DIR is not read as ADDRESS",
     )
     group.add_argument(
         "--ray-workers", type=int, default=1, metavar="N", help="encoder actors (model copies)"
