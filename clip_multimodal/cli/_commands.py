@@ -52,6 +52,10 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from clip_multimodal.cli._ray import cmd_index_ray
+
+        return cmd_index_ray(args)
     folders = [Path(f).expanduser() for f in args.folders]
     for folder in folders:
         if not folder.is_dir():

@@ -119,6 +119,9 @@ def _index(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop the collection (even a damaged one) and index the folders from scratch",
     )
+    from clip_multimodal.cli._ray import add_ray_options
+
+    add_ray_options(p)
 
 
 def _search(p: argparse.ArgumentParser) -> None:

@@ -82,3 +82,9 @@ class IndexWriter:
             meta = dict(record.metadata)
             batch.new.append(IndexRecord(record.id, record.uri, meta, vector, record.document))
         self._writer.put(batch)
+
+    def put_batch(self, batch: WriteBatch) -> None:
+        """Queue a batch the index's own ingest prepared (`ingest_read`): its new records are
+        added, changed ones overwritten and refreshed ones updated, as `index_folder` does."""
+        if len(batch):
+            self._writer.put(batch)

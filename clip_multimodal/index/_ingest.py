@@ -47,6 +47,7 @@ __all__ = [
     "embedding_batch",
     "ingest",
     "ingest_chunk",
+    "ingest_read",
     "lost_writes",
     "per_input",
 ]
@@ -127,8 +128,22 @@ def ingest_chunk(
     state: CallState,
 ) -> WriteBatch:
     """Prepare one chunk's records and update `report`; the caller writes the batch."""
+    results = read_many([j.source for j in jobs])
+    return ingest_read(jobs, results, collection, encoder, report, state)
+
+
+def ingest_read(
+    jobs: Sequence[Job],
+    results: Sequence[ImageSource | ImageLoadError],
+    collection: LockedCollection,
+    encoder: Encoder,
+    report: IndexReport,
+    state: CallState,
+) -> WriteBatch:
+    """`ingest_chunk` for jobs already read (`results[i]` is `jobs[i]` read, or its error):
+    the reads can run elsewhere (a Ray task) and the rest here."""
     seen = state.seen
-    ready = _read(jobs, report, state)
+    ready = _read(jobs, results, report, state)
     stored = collection.metadata([r.id for r in ready])
     batch = WriteBatch()
     to_embed: list[_Ready] = []
@@ -158,9 +173,14 @@ def ingest_chunk(
     return batch
 
 
-def _read(jobs: Sequence[Job], report: IndexReport, state: CallState) -> list[_Ready]:
+def _read(
+    jobs: Sequence[Job],
+    results: Sequence[ImageSource | ImageLoadError],
+    report: IndexReport,
+    state: CallState,
+) -> list[_Ready]:
     ready = []
-    for job, result in zip(jobs, read_many([j.source for j in jobs]), strict=True):
+    for job, result in zip(jobs, results, strict=True):
         if isinstance(result, ImageLoadError):
             _note_unread(job, result, report, state)
             continue

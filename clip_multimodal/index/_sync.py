@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.images import IMAGE_PATTERNS
 from clip_multimodal.index._ingest import CallState, Job
-from clip_multimodal.index._records import IndexReport
+from clip_multimodal.index._records import IndexReport, Metadata
 
 if TYPE_CHECKING:
     from clip_multimodal.index._chroma import LockedCollection
@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PATTERNS",
     "FileStat",
+    "FolderSync",
     "SyncPlan",
     "file_id",
+    "plan_files",
+    "plan_folder",
     "plan_sync",
+    "remove_gone",
     "scan_folder",
     "sync_folder",
 ]
@@ -56,6 +60,26 @@ class SyncPlan:
     unchanged: list[FileStat] = field(default_factory=list)
     todo: list[FileStat] = field(default_factory=list)  # new or changed: read and hash these
     gone: list[str] = field(default_factory=list)  # ids of records whose file no longer exists
+
+
+@dataclass
+class FolderSync:
+    """One sync's plan, made before anything is read: the records that `tag` (the `folder`
+    metadata value) owns, and what to do with each listed file."""
+
+    tag: str
+    files: list[FileStat]
+    stored: dict[str, tuple[str, Mapping[str, Any]]]  # uri -> (id, metadata)
+    plan: SyncPlan
+    from_folder: bool = True  # a listed file that vanished is gone (a folder), not failed
+
+    def jobs(self) -> list[Job]:
+        """The new and changed files as ingest jobs, with their path-derived ids."""
+        extra: Metadata = {"folder": self.tag}
+        return [
+            Job(i, f.uri, file_id(f.uri), extra=extra, from_folder=self.from_folder)
+            for i, f in enumerate(self.plan.todo)
+        ]
 
 
 def file_id(uri: str) -> str:
@@ -140,35 +164,56 @@ def sync_folder(
     callback: Progress | None,
 ) -> IndexReport:
     """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone."""
+    sync = plan_folder(path, recursive, patterns, verify, collection)
+    report = IndexReport(unchanged=len(sync.plan.unchanged))
+    jobs = sync.jobs()
+    report.ids = [None] * len(jobs)
+    with _progress(len(sync.files), progress, callback) as advance:
+        advance(len(sync.plan.unchanged))
+        state = ingest(jobs, report, advance)
+    remove_gone(collection, sync, state.vanished_ids + state.failed_ids, report)
+    report.ids = []
+    return report
+
+
+def plan_folder(
+    path: str | os.PathLike[str],
+    recursive: bool,
+    patterns: Sequence[str],
+    verify: bool,
+    collection: LockedCollection,
+) -> FolderSync:
+    """Scan a folder and diff it with the records it owns (stat calls and one query)."""
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
-    folder = str(root)
-    files = scan_folder(root, recursive, patterns)
+    return plan_files(str(root), scan_folder(root, recursive, patterns), collection, verify)
+
+
+def plan_files(
+    tag: str, files: list[FileStat], collection: LockedCollection, verify: bool
+) -> FolderSync:
+    """Diff listed files with the records tagged `tag`."""
     stored = {
         r.uri: (r.id, r.metadata)
-        for r in collection.records(where={"folder": folder}, texts=False)
+        for r in collection.records(where={"folder": tag}, texts=False)
         if r.uri is not None
     }
-    plan = plan_sync(files, stored, verify)
-    report = IndexReport(unchanged=len(plan.unchanged))
-    jobs = [
-        Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
-        for i, f in enumerate(plan.todo)
-    ]
-    report.ids = [None] * len(jobs)
-    with _progress(len(files), progress, callback) as advance:
-        advance(len(plan.unchanged))
-        state = ingest(jobs, report, advance)
-    stored_ids = {id_ for id_, _ in stored.values()}
+    return FolderSync(tag, files, stored, plan_sync(files, stored, verify))
+
+
+def remove_gone(
+    collection: LockedCollection, sync: FolderSync, dropped: Sequence[str], report: IndexReport
+) -> None:
+    """Delete the records of gone files, and of `dropped` ids (files that vanished or stopped
+    being images) that were stored; count them in `report.removed`."""
+    stored_ids = {id_ for id_, _ in sync.stored.values()}
     # A file that vanished or stopped being an image must not stay searchable.
-    gone = plan.gone + [i for i in state.vanished_ids + state.failed_ids if i in stored_ids]
+    gone = sync.plan.gone + [i for i in dropped if i in stored_ids]
     if gone:
         # After the writes: a renamed file's record was rewritten from the old vector first.
         collection.delete(ids=gone)
         report.removed = len(gone)
-    report.ids = []
-    return report
 
 
 @contextmanager
