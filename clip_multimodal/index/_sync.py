@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clip_multimodal.documents import DOCUMENT_PATTERNS, is_document
 from clip_multimodal.images import IMAGE_PATTERNS
 from clip_multimodal.index._ingest import CallState, Job
 from clip_multimodal.index._records import IndexReport
@@ -39,7 +40,10 @@ Advance = Callable[[int], None]
 #: Runs jobs into a report (`ImageIndex._ingest`), advancing the progress as chunks finish.
 Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 
-DEFAULT_PATTERNS = IMAGE_PATTERNS  # the image extensions the query rule also knows
+#: the image extensions the query rule also knows, and documents (PDF, PPTX)
+DEFAULT_PATTERNS = IMAGE_PATTERNS + DOCUMENT_PATTERNS
+#: Syncs a folder's documents (`index._documents.DocumentSync`): (paths, folder, report).
+SyncDocuments = Callable[[Sequence[str], str, IndexReport], None]
 
 
 @dataclass(frozen=True)
@@ -138,17 +142,21 @@ def sync_folder(
     ingest: Ingest,
     progress: bool | None,
     callback: Progress | None,
+    documents: SyncDocuments | None = None,
 ) -> IndexReport:
-    """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone."""
+    """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone.
+    Documents are handed to `documents` (after the images), which owns their records."""
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
     folder = str(root)
     files = scan_folder(root, recursive, patterns)
+    docs = [f.uri for f in files if is_document(f.uri)]
+    files = [f for f in files if not is_document(f.uri)]
     stored = {
         r.uri: (r.id, r.metadata)
         for r in collection.records(where={"folder": folder}, texts=False)
-        if r.uri is not None
+        if r.uri is not None and "doc_sha256" not in r.metadata  # documents: `documents`
     }
     plan = plan_sync(files, stored, verify)
     report = IndexReport(unchanged=len(plan.unchanged))
@@ -168,6 +176,8 @@ def sync_folder(
         collection.delete(ids=gone)
         report.removed = len(gone)
     report.ids = []
+    if documents is not None:
+        documents(docs, folder, report)
     return report
 
 
