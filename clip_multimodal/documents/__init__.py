@@ -7,7 +7,8 @@ one it cannot read; `read_document_image` reads one back from its URI
 pypdfium2 and python-pptx are the `documents` extra, imported when a document is read.
 """
 
-from clip_multimodal.documents._extract import (
+from clip_multimodal.documents._extract import extract_images, read_document_image
+from clip_multimodal.documents._types import (
     DOCUMENT_EXTENSIONS,
     DOCUMENT_PATTERNS,
     PROVENANCE_KEYS,
@@ -16,9 +17,7 @@ from clip_multimodal.documents._extract import (
     ExtractFailure,
     Provenance,
     document_fragment,
-    extract_images,
     is_document,
-    read_document_image,
 )
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from clip_multimodal.documents._extract import (
+from clip_multimodal.documents._types import (
     BBox,
     DocumentImage,
     DocumentOptions,

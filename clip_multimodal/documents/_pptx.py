@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from clip_multimodal.documents._extract import (
+from clip_multimodal.documents._types import (
     BBox,
     DocumentImage,
     DocumentOptions,
