@@ -80,11 +80,14 @@ def test_the_uri_reads_the_same_image_back_through_load_image(report_pdf: Path) 
     image = _images(report_pdf)[1]
     uri = image.provenance.uri
     assert uri == f"{report_pdf}#page=2&image=1"
-    assert document_fragment(uri) == (str(report_pdf), 2, 1)
+    assert document_fragment(uri) == (str(report_pdf), 2, 1, None)
     assert read_document_image(uri) == image.data
     assert classify(uri).kind == "document"
     assert load_image(uri).size == (64, 64)
     assert load_image(f"{report_pdf}#page=3").size == (1024, 1024)  # the rendered page
+    page = _images(report_pdf, mode="pages", page_size=200)[0]
+    assert page.provenance.uri == f"{report_pdf}#page=1&px=200"
+    assert read_document_image(page.provenance.uri) == page.data
 
 
 def test_a_document_image_uri_obeys_the_access_policy(report_pdf: Path, tmp_path: Path) -> None:

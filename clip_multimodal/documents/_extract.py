@@ -50,7 +50,7 @@ def read_document_image(uri: str) -> bytes:
     found = document_fragment(uri)
     if found is None:
         raise DocumentLoadError(uri, "not a document image URI (path.pdf#page=N[&image=K])")
-    path, page, index = found
+    path, page, index, px = found
     if path.lower().endswith(".pptx"):
         from clip_multimodal.documents._pptx import read_pptx_image
 
@@ -60,5 +60,5 @@ def read_document_image(uri: str) -> bytes:
     from clip_multimodal.documents._pdf import read_pdf_image, render_pdf_page
 
     if index is None:
-        return render_pdf_page(path, page, DocumentOptions().page_size)
+        return render_pdf_page(path, page, px or DocumentOptions().page_size)
     return read_pdf_image(path, page, index)

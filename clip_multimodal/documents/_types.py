@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "DOCUMENT_EXTENSIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "PROVENANCE_KEYS",
     "DocumentImage",
     "DocumentOptions",
+    "DocumentRef",
     "ExtractFailure",
     "Provenance",
     "document_fragment",
@@ -45,7 +46,8 @@ PROVENANCE_KEYS = frozenset(
     | {"bbox_y1", "doc_size", "doc_mtime_ns", "doc_sha256"}
 )
 _FRAGMENT = re.compile(
-    r"^(?P<path>.+)#page=(?P<page>[1-9][0-9]{0,6})(?:&image=(?P<image>[0-9]{1,6}))?$"
+    r"^(?P<path>.+)#page=(?P<page>[1-9][0-9]{0,6})"
+    r"(?:&image=(?P<image>[0-9]{1,6})|&px=(?P<px>[1-9][0-9]{1,4}))?$"
 )
 
 
@@ -110,9 +112,10 @@ class Provenance:
 
     @property
     def uri(self) -> str:
-        """The URI that addresses this image (`read_document_image` reads it back)."""
+        """The URI that addresses this image (`read_document_image` reads it back): a
+        rendered page names its longer side, so it renders again at the same size."""
         if self.kind == "page":
-            return f"{self.source}#page={self.page}"
+            return f"{self.source}#page={self.page}&px={max(self.width, self.height)}"
         return f"{self.source}#page={self.page}&image={self.index}"
 
     @property
@@ -189,13 +192,27 @@ def is_document(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).lower().endswith(DOCUMENT_EXTENSIONS)
 
 
-def document_fragment(text: str) -> tuple[str, int, int | None] | None:
-    """(path, page, image index or None for the rendered page) of a document image URI."""
+class DocumentRef(NamedTuple):
+    """What a document image URI addresses."""
+
+    path: str
+    page: int
+    image: int | None  # None: the rendered page
+    px: int | None = None  # a rendered page's longer side (None: the default)
+
+
+def document_fragment(text: str) -> DocumentRef | None:
+    """The parts of a document image URI (`path.pdf#page=N&image=K` or `#page=N[&px=S]`)."""
     match = _FRAGMENT.match(text)
     if match is None or not is_document(match["path"]):
         return None
-    image = match["image"]
-    return match["path"], int(match["page"]), int(image) if image is not None else None
+    image, px = match["image"], match["px"]
+    return DocumentRef(
+        match["path"],
+        int(match["page"]),
+        int(image) if image is not None else None,
+        int(px) if px is not None else None,
+    )
 
 
 def describe(source: str, page: int, index: int | None = None) -> str:

@@ -136,7 +136,7 @@ def _document_stat(text: str) -> os.stat_result | None:
     from clip_multimodal.documents import document_fragment
 
     found = document_fragment(text)
-    return _file_stat(found[0]) if found is not None else None
+    return _file_stat(found.path) if found is not None else None
 
 
 def _is_file(text: str) -> bool:
