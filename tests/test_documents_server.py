@@ -89,3 +89,23 @@ def test_a_changed_or_removed_document_is_not_served(served: tuple[TestClient, P
     pdf.unlink()
     assert http.get(hit["image_href"]).status_code == 404
     assert _search(http, "a large red circle", {"source_kind": "embedded"})["image_href"] is None
+
+
+def test_the_cli_indexes_documents_with_a_mode_and_names_bad_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clip_multimodal.cli import main
+
+    docs = tmp_path / "docs"
+    make_pdf(docs / "a.pdf", [("one", [(_shape("red", "circle"), (10, 10, 100, 100))])])
+    make_pdf(
+        docs / "locked.pdf",
+        [("x", [(_shape("blue", "cross"), (0, 0, 50, 50))])],
+        user_password="pw",
+    )
+    common = ("--data-dir", str(tmp_path / "data"), "--no-progress")
+    code = main(["index", str(docs), *common, "--documents", "both", "--min-image-size", "8"])
+    out = capsys.readouterr().out
+    assert code == 1  # one document failed; the other was indexed
+    assert "added 2," in out and "2 documents holding 2 images" in out
+    assert f"failed: {docs / 'locked.pdf'}: encrypted with a password" in out
