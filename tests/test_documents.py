@@ -7,7 +7,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from tests.document_helpers import break_image_streams, make_pdf, make_pptx, noise
 from PIL import Image
 
 from clip_multimodal.documents import (
@@ -21,6 +20,7 @@ from clip_multimodal.documents import (
 )
 from clip_multimodal.errors import DocumentLoadError, ImageLoadError
 from clip_multimodal.images import AccessDeniedError, AccessPolicy, classify, load_image
+from tests.document_helpers import break_image_streams, make_pdf, make_pptx, noise
 
 
 @pytest.fixture
@@ -98,9 +98,9 @@ def test_a_document_image_uri_obeys_the_access_policy(report_pdf: Path, tmp_path
 
 
 def test_a_uri_naming_a_missing_page_or_image_is_a_typed_error(report_pdf: Path) -> None:
-    with pytest.raises(DocumentLoadError, match="report.pdf.*it has 3 pages"):
+    with pytest.raises(DocumentLoadError, match=r"report\.pdf.*it has 3 pages"):
         read_document_image(f"{report_pdf}#page=9&image=0")
-    with pytest.raises(ImageLoadError, match="page 3 image 0.*has 0 images"):
+    with pytest.raises(ImageLoadError, match=r"page 3 image 0.*has 0 images"):
         load_image(f"{report_pdf}#page=3&image=0")
 
 
@@ -183,3 +183,14 @@ def test_a_2000_page_document_streams_in_bounded_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 21
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_the_document_benchmark_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import document_bench
+
+    monkeypatch.setenv("CLIP_MM_BENCH_DIR", str(tmp_path))
+    result = document_bench.run(pages=4, render_pages=2, page_size=64)
+    extraction, rendering = (timed for timed, _ in result["rows"].values())
+    assert (extraction["pages"], extraction["images"]) == (4, 4)
+    assert (rendering["pages"], rendering["images"]) == (2, 2)
+    assert extraction["peak_rss_mib"] >= extraction["rss_before_mib"] > 0
