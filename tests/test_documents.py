@@ -194,3 +194,13 @@ def test_the_document_benchmark_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (extraction["pages"], extraction["images"]) == (4, 4)
     assert (rendering["pages"], rendering["images"]) == (2, 2)
     assert extraction["peak_rss_mib"] >= extraction["rss_before_mib"] > 0
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "bomb.pdf", [("x", [(noise(1), (0, 0, 50, 50))])])
+    data = path.read_bytes()
+    assert data.count(b"/Width 64") == 1
+    path.write_bytes(data.replace(b"/Width 64", b"/Width 99999999", 1))  # stream left as is
+    (failure,) = list(extract_images(path))
+    assert isinstance(failure, ExtractFailure)
+    assert failure.source == f"{path} page 1 image 0" and "pixels, over the" in failure.reason

@@ -180,3 +180,23 @@ def test_hits_expose_provenance_and_the_uri_loads(demo_encoder: Any, tmp_path: P
 
 def test_report_str_unchanged_without_documents() -> None:
     assert "documents" not in str(IndexReport())
+
+
+@pytest.mark.slow
+def test_a_2000_page_document_is_indexed_in_one_run(tmp_path: Path) -> None:
+    pages = [
+        (f"page {n}", [(noise(n, 40), (10, 10, 40, 40))] if n % 100 == 0 else [])
+        for n in range(2000)
+    ]
+    make_pdf(tmp_path / "docs" / "long.pdf", pages)
+    noise(5).save(tmp_path / "docs" / "after.png")
+    index = ImageIndex(FakeEncoder(), f"d-{uuid.uuid4().hex[:12]}", path=tmp_path / "db")
+    report = index.index_folder(tmp_path / "docs", progress=False)
+    assert (report.documents, report.document_images, report.added, report.failed) == (
+        1,
+        20,
+        21,
+        [],
+    )
+    pages_found = sorted(p for p, _ in _by_page(index, tmp_path / "docs" / "long.pdf"))
+    assert pages_found == [n + 1 for n in range(0, 2000, 100)]

@@ -31,6 +31,8 @@ __all__ = ["extract_pdf", "read_pdf_image", "render_pdf_page"]
 
 Matrix = tuple[float, float, float, float, float, float]
 _IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+#: The most pixels an embedded image may declare (the image loader's default cap, PIL's).
+_MAX_PIXELS = 89_478_485
 
 
 def extract_pdf(source: str, options: DocumentOptions) -> Iterator[Extracted]:
@@ -149,6 +151,11 @@ def _embedded(
         return
     boxes: dict[str, BBox] | None = None
     for index, key in enumerate(keys):
+        pixels = _declared_pixels(page, key)
+        if pixels > _MAX_PIXELS:  # refused before pypdf decodes it
+            reason = f"{pixels} pixels, over the {_MAX_PIXELS} limit (a decompression bomb?)"
+            yield ExtractFailure(describe(source, number, index), reason)
+            continue
         try:
             found = images[key]
             width, height = found.image.size if found.image is not None else (0, 0)
@@ -167,6 +174,15 @@ def _embedded(
             boxes = _placements(page)
         bbox = boxes.get(key) if isinstance(key, str) else None
         yield _with(image, bbox, title)
+
+
+def _declared_pixels(page: PageObject, key: object) -> int:
+    """Width x height as the image's dictionary declares them (0 where it cannot say)."""
+    try:
+        xobject = page["/Resources"]["/XObject"][key].get_object()  # type: ignore[index]
+        return int(xobject["/Width"]) * int(xobject["/Height"])
+    except Exception:  # inline images, forms, damaged dictionaries: pypdf decides
+        return 0
 
 
 def _with(image: DocumentImage, bbox: BBox | None, title: str | None) -> DocumentImage:

@@ -22,7 +22,7 @@ from llama_index.core.schema import ImageNode, NodeRelationship, RelatedNodeInfo
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from clip_multimodal.documents import Provenance
-from clip_multimodal.errors import IncompatibleIndexError
+from clip_multimodal.errors import ImageLoadError, IncompatibleIndexError
 from clip_multimodal.images import to_base64
 
 if TYPE_CHECKING:
@@ -106,11 +106,15 @@ def _document_image_node(hit: SearchHit, provenance: Provenance) -> ImageNode:
         "file_name": provenance.label.split(", page ")[0],
         "page_label": str(provenance.page),
     }
+    try:
+        pixels: str | None = to_base64(hit.uri or provenance.uri, max_side=None, format="PNG")
+    except ImageLoadError:  # the document moved or changed since indexing: cite it anyway
+        pixels = None
     node = ImageNode(
         id_=hit.id,
         text=hit.document or provenance.label,
-        image=to_base64(hit.uri or provenance.uri, max_side=None, format="PNG"),
-        image_mimetype="image/png",
+        image=pixels,
+        image_mimetype="image/png" if pixels is not None else None,
         metadata=metadata,
         excluded_embed_metadata_keys=list(metadata),
         excluded_llm_metadata_keys=[k for k in metadata if k not in ("file_name", "page_label")],
