@@ -413,7 +413,7 @@ class ImageIndex(IndexReader):
             self._ingest,
             progress,
             callback,
-            documents=lambda paths, folder, report: docs.sync_folder(paths, folder, report),
+            documents=docs.sync_folder,
         )
 
     def _document_sync(self, options: DocumentOptions | None, verify: bool) -> DocumentSync:
