@@ -46,7 +46,8 @@ def write_pdf(path: Path, pages: int) -> Path:
     ramp = np.linspace(0, 255, 256, dtype=np.float32)
     pdf = canvas.Canvas(str(path), pagesize=(420, 420), invariant=1)
     for n in range(pages):
-        tint = np.array([(n * 37) % 256, (n * 91) % 256, (n * 53) % 256], dtype=np.float32)
+        # distinct for every page (up to 65,536): repeated images would be deduplicated
+        tint = np.array([n % 256, (n // 256) * 29 % 256, (n * 7) % 256], dtype=np.float32)
         pixels = (ramp[:, None, None] * 0.5 + ramp[None, :, None] * 0.5 + tint) % 256
         image = Image.fromarray(pixels.astype(np.uint8))
         pdf.drawString(30, 390, f"Page {n + 1}: a figure and its caption.")
