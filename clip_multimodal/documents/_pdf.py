@@ -48,6 +48,7 @@ def extract_pdf(source: str, options: DocumentOptions) -> Iterator[Extracted]:
         for number in range(1, pages + 1):
             if options.embedded:
                 yield from _embedded(reader, source, number, title, options, seen)
+                _forget_images(reader, number)
             if renderer is not None:
                 yield _rendered(renderer, source, number, title, options.page_size)
     finally:
@@ -174,6 +175,19 @@ def _embedded(
             boxes = _placements(page)
         bbox = boxes.get(key) if isinstance(key, str) else None
         yield _with(image, bbox, title)
+
+
+def _forget_images(reader: PdfReader, number: int) -> None:
+    """Drop a page's image streams from pypdf's object cache once they are handed on: it
+    keeps every object it resolves, so a long document would hold all its images."""
+    try:
+        xobjects: Any = reader.pages[number - 1]["/Resources"]["/XObject"]  # type: ignore[index]
+        refs = [xobjects.raw_get(name) for name in xobjects]
+    except Exception:  # no resources, or damaged ones: nothing cached to drop
+        return
+    for ref in refs:
+        key = (getattr(ref, "generation", None), getattr(ref, "idnum", None))
+        reader.resolved_objects.pop(key, None)
 
 
 def _declared_pixels(page: PageObject, key: object) -> int:
