@@ -204,3 +204,20 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path:
     (failure,) = list(extract_images(path))
     assert isinstance(failure, ExtractFailure)
     assert failure.source == f"{path} page 1 image 0" and "pixels, over the" in failure.reason
+
+
+@pytest.mark.slow
+def test_images_already_handed_on_are_not_kept(tmp_path: Path) -> None:
+    """pypdf caches every object it resolves; extraction drops each page's images after it."""
+    pages = [(f"p{n}", [(noise(n, 96), (10, 10, 96, 96))]) for n in range(100)]
+    path = make_pdf(tmp_path / "images.pdf", pages)
+    tracemalloc.start()
+    try:
+        heap = {}
+        for i, _ in enumerate(extract_images(path), 1):
+            if i in (20, 100):
+                heap[i] = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # 80 more pages of ~27 KiB images each: over 4 MiB if they were kept, decoded and not
+    assert heap[100] - heap[20] < 1.5 * 2**20, heap
