@@ -22,6 +22,9 @@ _EXPORTS = {
     "CLIPEmbeddingFunction": "clip_multimodal.chroma",
     "FakeEncoder": "clip_multimodal.testing",
     "load_image": "clip_multimodal.images",
+    "DocumentOptions": "clip_multimodal.documents",
+    "Provenance": "clip_multimodal.documents",
+    "DocumentLoadError": "clip_multimodal.errors",
     "DEMO_MODEL": "clip_multimodal.models",
     "DEMO_MODEL_NAME": "clip_multimodal.models",
     "ModelSpec": "clip_multimodal.models",
@@ -50,6 +53,8 @@ __all__ = [
     "CLIPEmbeddingFunction",
     "CLIPEncoder",
     "CLIPMultimodalError",
+    "DocumentLoadError",
+    "DocumentOptions",
     "Encoder",
     "FakeEncoder",
     "ImageEmbeddings",
@@ -67,6 +72,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotAvailableError",
     "ModelSpec",
+    "Provenance",
     "ReadOnlyIndexError",
     "SearchHit",
     "__version__",
@@ -76,9 +82,11 @@ __all__ = [
 if TYPE_CHECKING:
     from clip_multimodal.access import AccessDeniedError, AccessPolicy
     from clip_multimodal.chroma import CLIPEmbeddingFunction
+    from clip_multimodal.documents import DocumentOptions, Provenance
     from clip_multimodal.encoder import CLIPEncoder
     from clip_multimodal.errors import (
         CLIPMultimodalError,
+        DocumentLoadError,
         ImageLoadError,
         IncompatibleIndexError,
         IndexDamagedError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLIPMultimodalError",
+    "DocumentLoadError",
     "ImageLoadError",
     "IncompatibleIndexError",
     "IndexDamagedError",
@@ -39,6 +40,15 @@ class ImageLoadError(CLIPMultimodalError, ValueError):
         super().__init__(f"cannot load image {source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class DocumentLoadError(ImageLoadError):
+    """A document (PDF, PPTX) or one image inside it could not be read: encrypted, truncated,
+    damaged, or not a document at all. `source` names the file (and page), `reason` why."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(source, reason)
+        self.args = (f"cannot read document {source}: {reason}",)
 
 
 class IncompatibleIndexError(CLIPMultimodalError):

@@ -139,3 +139,23 @@ def test_without_ray_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(MissingDependencyError, match=r"clip-multimodal\[ray\]"):
         _ray(chroma_server, "no_ray", tmp_path)
+
+
+def test_documents_in_the_folder_sync_as_index_folder_syncs_them(
+    ray_local: None, chroma_server: tuple[str, int], demo_encoder: Any, tmp_path: Path
+) -> None:
+    """A PDF among the images: its images are indexed (on the driver, one unit of sync per
+    document), with the same records as index_folder, and a re-run reads nothing again."""
+    from tests.document_helpers import make_pdf, noise
+
+    folder = tmp_path / "mixed"
+    write_images(folder, 8)
+    make_pdf(folder / "report.pdf", [("one", [(noise(1), (10, 10, 80, 80))]), ("two", [])])
+    single = _single(demo_encoder, chroma_server, "mixed_single", folder)
+    report = _ray(chroma_server, "mixed_ray", folder)
+    assert str(report) == str(single) and report.document_images == 1
+    assert_same_collection(
+        snapshot(*chroma_server, "mixed_ray"), snapshot(*chroma_server, "mixed_single")
+    )
+    again = _ray(chroma_server, "mixed_ray", folder)
+    assert (again.added, again.embedded, again.unchanged) == (0, 0, single.added)

@@ -31,6 +31,7 @@ from clip_multimodal.cli._models import cmd_models
 if TYPE_CHECKING:
     from PIL import Image
 
+    from clip_multimodal.documents import DocumentOptions
     from clip_multimodal.index import CollectionInfo, ImageIndex, IndexReport, SearchHit
     from clip_multimodal.server.settings import ServerSettings
 
@@ -63,6 +64,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     check_collection_option(args)
     index = _rebuild(args) if args.rebuild else open_index(args, open_encoder(args))
     patterns = {"patterns": args.patterns} if args.patterns else {}
+    documents = _document_options(args)
     failed = empty = 0
     for folder in folders:
         report = index.index_folder(
@@ -70,6 +72,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.recursive,
             progress=None if args.progress else False,
             verify=args.verify,
+            document_options=documents,
             **patterns,
         )
         print(f"{folder}: {report}")
@@ -85,8 +88,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 1 if failed or empty else 0
 
 
+def _document_options(args: argparse.Namespace) -> DocumentOptions:
+    from clip_multimodal.documents import DocumentOptions
+
+    try:
+        return DocumentOptions(mode=args.documents, min_size=args.min_image_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _found_nothing(report: IndexReport) -> bool:
-    return report.added + report.updated + report.unchanged + len(report.failed) == 0
+    done = report.added + report.updated + report.unchanged + len(report.failed)
+    return done + report.documents == 0
 
 
 def _no_images(folder: Path, args: argparse.Namespace) -> str:

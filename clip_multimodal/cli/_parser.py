@@ -115,6 +115,19 @@ def _index(p: argparse.ArgumentParser) -> None:
         help="read and hash every file, not only those whose size or mtime changed",
     )
     p.add_argument(
+        "--documents",
+        choices=("images", "pages", "both"),
+        default="images",
+        help="PDF/PPTX files: index their embedded images, their rendered pages, or both",
+    )
+    p.add_argument(
+        "--min-image-size",
+        type=int,
+        default=32,
+        metavar="PX",
+        help="skip images inside documents narrower or lower than this (icons, rules)",
+    )
+    p.add_argument(
         "--rebuild",
         action="store_true",
         help="drop the collection (even a damaged one) and index the folders from scratch",

@@ -169,3 +169,5 @@ class AccessPolicy:
             self.check_url(source)
         elif kind == "path":  # also a missing file or a device: whatever the loader would open
             self.check_path(source)
+        elif kind == "document":  # an image inside a document: the document's file
+            self.check_path(source.rsplit("#", 1)[0])

@@ -35,7 +35,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".
 #: `IMAGE_EXTENSIONS` as glob patterns, the files `index_folder` picks by default.
 IMAGE_PATTERNS = tuple(f"*{ext}" for ext in IMAGE_EXTENSIONS)
 
-Kind = Literal["path", "url", "scheme", "data", "base64", "bytes", "file", "pixels", "other"]
+Kind = Literal[
+    "path", "url", "scheme", "data", "base64", "bytes", "file", "pixels", "document", "other"
+]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # Base64 (wrapped lines, never spaces) is checked by a scan for a foreign character: the
@@ -54,7 +56,9 @@ class SourceKind:
     Attributes:
         kind: "path", "url" (http(s)), "scheme" (another, refused), "data" (a data: URI),
             "base64", "bytes", "file" (a binary file object such as BytesIO), "pixels" (a
-            PIL image or array) or "other" (unsupported).
+            PIL image or array), "document" (one image inside a PDF or PPTX file,
+            `/docs/report.pdf#page=7&image=0`, or a rendered page, `...#page=7`) or
+            "other" (unsupported).
         desc: the short printable form that error messages name the input by.
         stat: for a path that names a regular file, the stat that said so; the reader opens
             the file without a second stat.
@@ -90,6 +94,10 @@ def _classify_text(text: str) -> SourceKind:
             return SourceKind("url", _short(_redact_url(text)))
         return SourceKind("scheme", _short(text))
     found = _file_stat(text)
+    if found is None and "#page=" in text:
+        document = _document_stat(text)
+        if document is not None:
+            return SourceKind("document", _short(text), document)
     if found is None and len(text) >= _MIN_BASE64_CHARS and _is_base64(text):
         return SourceKind("base64", f"<base64: {len(text)} chars>")
     return SourceKind("path", _short(text), found)
@@ -121,6 +129,14 @@ def _file_stat(text: str) -> os.stat_result | None:
     except (OSError, ValueError, RuntimeError):  # RuntimeError: ~name of no such user
         return None
     return found if stat.S_ISREG(found.st_mode) else None
+
+
+def _document_stat(text: str) -> os.stat_result | None:
+    """The stat of the document a document image URI (`path.pdf#page=N...`) names."""
+    from clip_multimodal.documents import document_fragment
+
+    found = document_fragment(text)
+    return _file_stat(found.path) if found is not None else None
 
 
 def _is_file(text: str) -> bool:
@@ -164,8 +180,8 @@ def _describe_file_object(source: object) -> str:
 
 
 def is_image_reference(text: str) -> bool:
-    """True for an existing file path, an http(s) URL or a data: URI."""
-    return _classify(text) in ("url", "data") or _is_file(text)
+    """True for an existing file path, an http(s) URL, a data: URI or an image in a document."""
+    return _classify(text) in ("url", "data", "document") or _is_file(text)
 
 
 def _looks_like_path(text: str) -> bool:

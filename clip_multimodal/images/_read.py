@@ -88,7 +88,20 @@ def read_classified(
         return EncodedImage(fetch_url(source, max_bytes=max_bytes, timeout=timeout), source)
     if kind.kind in ("data", "base64"):
         return EncodedImage(decode_base64(source, max_bytes=max_bytes, desc=desc), None)
+    if kind.kind == "document":
+        return _read_document(str(source), kind, max_bytes)
     raise ImageLoadError(desc, _unreadable(source, kind))
+
+
+def _read_document(uri: str, kind: SourceKind, max_bytes: int) -> EncodedImage:
+    """One image of a document, extracted (or its page rendered) again from the file."""
+    from clip_multimodal.documents import read_document_image
+
+    data = read_document_image(uri)
+    if len(data) > max_bytes:
+        raise too_many_bytes(kind.desc, len(data), max_bytes)
+    info = kind.stat
+    return EncodedImage(data, uri, info and info.st_mtime, info and info.st_mtime_ns)
 
 
 def _unreadable(source: Any, kind: SourceKind) -> str:

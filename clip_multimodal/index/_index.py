@@ -12,6 +12,7 @@ import numpy as np
 from clip_multimodal.errors import ReadOnlyIndexError
 from clip_multimodal.index._bulk import IndexWriter
 from clip_multimodal.index._chroma import LockedCollection
+from clip_multimodal.index._documents import DocumentSync, is_document_input
 from clip_multimodal.index._health import StoreRef
 from clip_multimodal.index._ingest import (
     CallState,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
+    from clip_multimodal.documents import DocumentOptions
     from clip_multimodal.types import Encoder
 
 __all__ = ["ImageIndex", "open_index"]
@@ -262,21 +264,36 @@ class ImageIndex(IndexReader):
         ids: Sequence[str] | None = None,
         *,
         documents: Sequence[str | None] | None = None,
+        document_options: DocumentOptions | None = None,
     ) -> IndexReport:
         """Embed and store images; inputs already stored are not embedded again.
 
+        A path to a PDF or PPTX file is a document: each of its images becomes a record
+        with its provenance (`source`, `page`, ...; see `index_folder`), kept in sync with
+        the file as `index_folder` keeps documents.
+
         Args:
-            sources: any `ImageInput`s (paths, URLs, bytes, base64, PIL images, arrays).
+            sources: any `ImageInput`s (paths, URLs, bytes, base64, PIL images, arrays), and
+                paths of documents.
             metadatas: user metadata per input (str, int, float or bool values).
-            ids: record ids; by default the content's SHA-256, so re-adding is a no-op.
+            ids: record ids; by default the content's SHA-256, so re-adding is a no-op
+                (a document's records take `doc:` ids of their own).
             documents: an optional text per input (a caption), for `where_document` filters.
+            document_options: how documents become images (`DocumentOptions`: mode
+                "images", "pages" or "both", the smallest image kept, deduplication).
 
         Returns:
-            An IndexReport; `ids` gives each input's record id (None where it failed), and
-            `failed` each input that could not be read or decoded, with the reason.
+            An IndexReport; `ids` gives each input's record id (None where it failed, and
+            for a document), `failed` each input that could not be read or decoded, with
+            the reason, and `documents`/`document_images` what documents yielded.
         """
         jobs = add_jobs(sources, metadatas, ids, documents)
         report = IndexReport(ids=[None] * len(jobs))
+        docs = [j for j in jobs if is_document_input(j.source)]
+        if docs:
+            jobs = [j for j in jobs if not is_document_input(j.source)]
+            sync = self._document_sync(document_options, verify=False)
+            sync.sync([str(j.source) for j in docs], report, None, [j.metadata for j in docs])
         self._ingest(jobs, report, None)
         return report
 
@@ -351,6 +368,7 @@ class ImageIndex(IndexReader):
         progress: bool | None = None,
         callback: Progress | None = None,
         verify: bool = False,
+        document_options: DocumentOptions | None = None,
     ) -> IndexReport:
         """Bring the collection in sync with a folder of images, doing as little as possible.
 
@@ -370,14 +388,36 @@ class ImageIndex(IndexReader):
             progress: show a tqdm bar; None shows it when stderr is a terminal.
             callback: called as `callback(done, total)` as files are processed.
             verify: read and hash every file, re-embedding those whose content changed.
+            document_options: how documents become images (see `add`).
+
+        Documents (PDF, PPTX) are synced as units: each embedded image (or rendered page)
+        is a record carrying `source` (the document), `page` (1-based), `source_kind`
+        ("embedded" or "page"), `image_index`, `width`/`height`, `bbox_*` where the
+        document gives it and `title`; its URI addresses it (`doc.pdf#page=7&image=0`).
+        An unchanged document is skipped by size and mtime, then by content hash; a
+        changed one replaces exactly its records; a deleted one loses them; one that
+        cannot be read is a failure naming the file and the reason.
 
         Returns:
             An IndexReport: added, updated, unchanged, removed, failed (each with the
-            reason) and embedded (how many images went through the model).
+            reason), embedded (how many images went through the model), and documents
+            and the images they hold.
         """
+        docs = self._document_sync(document_options, verify)
         return sync_folder(
-            path, recursive, patterns, verify, self._store, self._ingest, progress, callback
+            path,
+            recursive,
+            patterns,
+            verify,
+            self._store,
+            self._ingest,
+            progress,
+            callback,
+            documents=docs.sync_folder,
         )
+
+    def _document_sync(self, options: DocumentOptions | None, verify: bool) -> DocumentSync:
+        return DocumentSync(self._store, self._ingest, self._write, options, verify)
 
     def _ingest(
         self, jobs: Sequence[Job], report: IndexReport, advance: Callable[[int], None] | None

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from clip_multimodal.documents import Provenance
+
 __all__ = [
     "RESERVED_KEYS",
     "FailedItem",
@@ -61,6 +63,12 @@ class SearchHit:
     metadata: Mapping[str, Any]
     document: str | None = None
 
+    @property
+    def provenance(self) -> Provenance | None:
+        """Where the image sits in a document (PDF, PPTX): source, page, kind, index,
+        size, bbox and title; None for an image that is not from a document."""
+        return Provenance.from_metadata(self.metadata)
+
 
 @dataclass(frozen=True)
 class IndexRecord:
@@ -94,7 +102,10 @@ class IndexReport:
             or can no longer be read as an image (then it is also listed in `failed`).
         failed: each input that could not be indexed, with the reason.
         embedded: images that went through the model; the rest reused a stored vector.
-        ids: for `add`, the record id of each input in order (None where it failed).
+        ids: for `add`, the record id of each input in order (None where it failed, and
+            for a document, whose images are many records).
+        documents: documents (PDF, PPTX) read or found unchanged.
+        document_images: the image records those documents hold after the call.
     """
 
     added: int = 0
@@ -104,12 +115,17 @@ class IndexReport:
     failed: list[FailedItem] = field(default_factory=list)
     embedded: int = 0
     ids: list[str | None] = field(default_factory=list)
+    documents: int = 0
+    document_images: int = 0
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"removed {self.removed}, failed {len(self.failed)} (embedded {self.embedded})"
         )
+        if self.documents:
+            text += f"; {self.documents} documents holding {self.document_images} images"
+        return text
 
 
 def merge_metadata(user: Mapping[str, Any] | None, own: Metadata) -> Metadata:

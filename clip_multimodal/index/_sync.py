@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clip_multimodal.documents import DOCUMENT_PATTERNS, is_document
 from clip_multimodal.images import IMAGE_PATTERNS
 from clip_multimodal.index._ingest import CallState, Job
 from clip_multimodal.index._records import IndexReport, Metadata
@@ -43,7 +44,10 @@ Advance = Callable[[int], None]
 #: Runs jobs into a report (`ImageIndex._ingest`), advancing the progress as chunks finish.
 Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 
-DEFAULT_PATTERNS = IMAGE_PATTERNS  # the image extensions the query rule also knows
+#: the image extensions the query rule also knows, and documents (PDF, PPTX)
+DEFAULT_PATTERNS = IMAGE_PATTERNS + DOCUMENT_PATTERNS
+#: Syncs a folder's documents (`index._documents.DocumentSync`): (paths, folder, report).
+SyncDocuments = Callable[[Sequence[str], str, IndexReport], None]
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class FolderSync:
     stored: dict[str, tuple[str, Mapping[str, Any]]]  # uri -> (id, metadata)
     plan: SyncPlan
     from_folder: bool = True  # a listed file that vanished is gone (a folder), not failed
+    documents: list[str] = field(default_factory=list)  # PDF/PPTX paths, synced on their own
 
     def jobs(self) -> list[Job]:
         """The new and changed files as ingest jobs, with their path-derived ids."""
@@ -162,8 +167,10 @@ def sync_folder(
     ingest: Ingest,
     progress: bool | None,
     callback: Progress | None,
+    documents: SyncDocuments | None = None,
 ) -> IndexReport:
-    """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone."""
+    """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone.
+    Documents are handed to `documents` (after the images), which owns their records."""
     sync = plan_folder(path, recursive, patterns, verify, collection)
     report = IndexReport(unchanged=len(sync.plan.unchanged))
     jobs = sync.jobs()
@@ -173,6 +180,8 @@ def sync_folder(
         state = ingest(jobs, report, advance)
     remove_gone(collection, sync, state.vanished_ids + state.failed_ids, report)
     report.ids = []
+    if documents is not None:
+        documents(sync.documents, sync.tag, report)
     return report
 
 
@@ -187,7 +196,10 @@ def plan_folder(
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
-    return plan_files(str(root), scan_folder(root, recursive, patterns), collection, verify)
+    files = scan_folder(root, recursive, patterns)
+    sync = plan_files(str(root), [f for f in files if not is_document(f.uri)], collection, verify)
+    sync.documents = [f.uri for f in files if is_document(f.uri)]
+    return sync
 
 
 def plan_files(
@@ -197,7 +209,7 @@ def plan_files(
     stored = {
         r.uri: (r.id, r.metadata)
         for r in collection.records(where={"folder": tag}, texts=False)
-        if r.uri is not None
+        if r.uri is not None and "doc_sha256" not in r.metadata  # documents: DocumentSync
     }
     return FolderSync(tag, files, stored, plan_sync(files, stored, verify))
 

@@ -7,11 +7,11 @@ every /v1 route depends on the token check first, so the OpenAPI schema is gener
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Security
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
@@ -20,8 +20,11 @@ from clip_multimodal.server.deps import ServiceDep
 from clip_multimodal.server.errors import ApiError
 from clip_multimodal.server.inputs import Body, RequestBody, read_images
 from clip_multimodal.server.security import check_token
-from clip_multimodal.server.service import local_file
+from clip_multimodal.server.service import record_file
 from clip_multimodal.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from clip_multimodal.index import SearchHit
 
 __all__ = ["router"]
 
@@ -87,8 +90,14 @@ async def _one_image(settings: ServerSettings, body: Body[Any]) -> bytes:
     return images[0]
 
 
-def _href(hit_id: str, uri: str | None) -> str | None:
-    return f"/v1/images/{quote(hit_id, safe='')}" if local_file(uri) is not None else None
+def _href(hit: SearchHit) -> str | None:
+    found = record_file(hit.uri, hit.metadata)
+    return f"/v1/images/{quote(hit.id, safe='')}" if found is not None else None
+
+
+def _citation(hit: SearchHit) -> str | None:
+    provenance = hit.provenance
+    return provenance.label if provenance is not None else None
 
 
 @router.get("/healthz", response_model=s.HealthResponse, tags=["meta"])
@@ -162,7 +171,8 @@ async def search(body: SearchBody, service: ServiceDep) -> s.SearchResponse:
                 score=h.score,
                 metadata=dict(h.metadata),
                 document=h.document,
-                image_href=_href(h.id, h.uri),
+                image_href=_href(h),
+                citation=_citation(h),
             )
             for h in hits
         ],
@@ -216,14 +226,17 @@ async def index_images(body: IndexBody, service: ServiceDep) -> s.IndexResponse:
     responses={**_ERRORS, 200: {"content": {"image/*": {}}, "description": "the image file"}},
     tags=["index"],
 )
-async def get_image(image_id: str, service: ServiceDep) -> FileResponse:
-    """The stored image of an index record (only files the index recorded are served)."""
-    path, mime = await service.image_file(image_id)
+async def get_image(image_id: str, service: ServiceDep) -> Response:
+    """The stored image of an index record (only files the index recorded are served; an
+    image inside a document is extracted from the recorded document)."""
+    found, mime = await service.image_file(image_id)
     headers = {
         "Cache-Control": "private, max-age=300",
         "Content-Security-Policy": "default-src 'none'",
     }
-    return FileResponse(path, media_type=mime, headers=headers, content_disposition_type="inline")
+    if isinstance(found, bytes):
+        return Response(found, media_type=mime, headers=headers)
+    return FileResponse(found, media_type=mime, headers=headers, content_disposition_type="inline")
 
 
 router.include_router(api)  # after every /v1 route is declared

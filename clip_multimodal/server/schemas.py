@@ -147,6 +147,9 @@ class Hit(BaseModel):
     image_href: str | None = Field(
         description="where GET serves the image (/v1/images/{id}); null without a local file"
     )
+    citation: str | None = Field(
+        default=None, description='an image from a document: "report.pdf, page 7"'
+    )
 
 
 class SearchResponse(BaseModel):

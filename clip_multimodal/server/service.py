@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clip_multimodal import zeroshot
+from clip_multimodal.documents import Provenance
 from clip_multimodal.errors import ImageLoadError, IndexUnavailableError, TemplateError
 from clip_multimodal.server.batcher import MicroBatcher
 from clip_multimodal.server.errors import ApiError
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from clip_multimodal.index import ImageIndex, IndexReport, SearchHit
     from clip_multimodal.types import Encoder
 
-__all__ = ["Service", "local_file"]
+__all__ = ["Service", "local_file", "record_file"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MAX_TEMPLATES = 100  # the OpenAI ensemble has 80
@@ -202,12 +203,14 @@ class Service:
 
     # -- stored images --------------------------------------------------------------------
 
-    async def image_file(self, record_id: str) -> tuple[Path, str]:
-        """The local file and MIME type of an indexed image.
+    async def image_file(self, record_id: str) -> tuple[Path | bytes, str]:
+        """The local file (or, for an image inside a document, its bytes) and MIME type of an
+        indexed image.
 
         Only a record's own URI is ever opened, never a path from the request, and only
         when it is an absolute path to a regular file (not a link) of the recorded image type,
-        size and modification time.
+        size and modification time. An image inside a document is extracted again from the
+        recorded document, unchanged since indexing, and served only if it hashes as recorded.
         """
         if not record_id or len(record_id) > 512:
             raise ApiError(404, "no image with this id in the index")
@@ -216,6 +219,9 @@ class Service:
         if not records:
             raise ApiError(404, f"no image with id {record_id!r} in the index")
         record = records[0]
+        if Provenance.from_metadata(record.metadata) is not None:
+            data = await asyncio.to_thread(_document_image, record_id, record.uri, record.metadata)
+            return data, str(record.metadata.get("mime", "image/png"))
         path = local_file(record.uri)
         if path is None:
             raise ApiError(404, f"image {record_id!r} has no local file to serve")
@@ -276,6 +282,34 @@ def local_file(uri: str | None) -> Path | None:
     if not path.is_absolute() or path.is_symlink() or not path.is_file():
         return None
     return path
+
+
+def record_file(uri: str | None, metadata: Mapping[str, Any]) -> Path | None:
+    """The local file a record's image is served from: its own, or its document's."""
+    if Provenance.from_metadata(metadata) is not None:
+        return local_file(str(metadata["source"]))
+    return local_file(uri)
+
+
+def _document_image(record_id: str, uri: str | None, metadata: Mapping[str, Any]) -> bytes:
+    """The recorded image of a document, read again from the recorded document only."""
+    from clip_multimodal.documents import document_fragment, read_document_image
+
+    source = local_file(str(metadata["source"]))
+    found = document_fragment(uri) if uri else None
+    if source is None or found is None or found.path != str(source):
+        raise ApiError(404, f"image {record_id!r} has no local document to serve")
+    recorded = {"size": metadata.get("doc_size"), "mtime_ns": metadata.get("doc_mtime_ns")}
+    changed = ApiError(404, f"image {record_id!r} changed since it was indexed; re-index it")
+    if not _unchanged(source, recorded):
+        raise changed
+    try:
+        data = read_document_image(str(uri))
+    except ImageLoadError as exc:
+        raise changed from exc
+    if hashlib.sha256(data).hexdigest() != metadata.get("sha256"):
+        raise changed
+    return data
 
 
 def _unchanged(path: Path, metadata: Mapping[str, Any]) -> bool:

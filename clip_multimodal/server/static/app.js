@@ -87,14 +87,14 @@ function renderHits(hits) {
     item.dataset.uri = hit.uri || "";
     item.dataset.score = String(hit.score);
     const img = document.createElement("img");
-    img.alt = basename(hit.uri) || hit.id;
+    img.alt = hit.citation || basename(hit.uri) || hit.id;
     img.loading = "lazy";
     thumbnail(img, hit.image_href);
     const meta = document.createElement("div");
     meta.className = "meta";
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = basename(hit.uri) || hit.id;
+    name.textContent = hit.citation || basename(hit.uri) || hit.id;
     name.title = hit.uri || hit.id;
     const score = document.createElement("span");
     score.className = "score";

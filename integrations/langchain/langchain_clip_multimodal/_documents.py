@@ -8,6 +8,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from clip_multimodal.documents import Provenance
 from clip_multimodal.images import describe_source
 
 __all__ = ["TEXT", "describe_image", "record_document"]
@@ -17,8 +18,13 @@ TEXT = "text"
 
 
 def describe_image(uri: str | None, metadata: Mapping[str, Any]) -> str:
-    """A one-line description, e.g. `image: digits/seven-003.png (image/png, 64x64)`."""
-    name = _short_name(uri) if uri else "<image without uri>"
+    """A one-line description, e.g. `image: digits/seven-003.png (image/png, 64x64)`, or
+    for an image from a document `image: report.pdf, page 7 (image/png, 640x480)`."""
+    provenance = Provenance.from_metadata(metadata)
+    if provenance is not None:
+        name = provenance.label
+    else:
+        name = _short_name(uri) if uri else "<image without uri>"
     details = []
     if isinstance(metadata.get("mime"), str):
         details.append(str(metadata["mime"]))

@@ -1,9 +1,18 @@
-"""CLIPImageRetriever: images from an `ImageIndex` for a text or image query."""
+"""CLIPImageRetriever: images from an `ImageIndex` for a text or image query.
+
+TextImageRetriever: a question's text chunks and images, fused by reciprocal rank. Why not
+`EnsembleRetriever`: in LangChain 1.x it lives in `langchain-classic`, a legacy package this
+integration does not depend on (only `langchain-core`); it keys documents by `page_content`
+unless told an `id_key` (two image Documents with the same description would merge); and it
+drops each result's score and which retriever found it. TextImageRetriever is small: it calls
+both retrievers (concurrently in async), fuses with the core's `reciprocal_rank_fusion` and
+keeps the fused score and the origin in each Document's metadata.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -12,14 +21,15 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from clip_multimodal.access import AccessPolicy
+from clip_multimodal.fusion import DEFAULT_RRF_C, reciprocal_rank_fusion
 from clip_multimodal.images import is_image_query
 from clip_multimodal.index import ImageIndex, SearchHit
 from langchain_clip_multimodal._documents import TEXT, record_document
 
-__all__ = ["CLIPImageRetriever"]
+__all__ = ["CLIPImageRetriever", "TextImageRetriever"]
 
 
 class CLIPImageRetriever(BaseRetriever):
@@ -137,3 +147,91 @@ def _images_only(where: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _document(hit: SearchHit) -> Document:
     return record_document(hit.id, hit.uri, hit.metadata, hit.document, extra={"score": hit.score})
+
+
+class TextImageRetriever(BaseRetriever):
+    """The top text chunks from any LangChain retriever and the top images from a
+    `CLIPImageRetriever`, for one question, fused by weighted reciprocal rank.
+
+    Each Document keeps its metadata and gains `retrieved_by` ("text" or "image") and
+    `fusion_score` (the sum of `weight / (c + rank)` over the lists that found it). Image
+    Documents from documents carry `source` and `page`; give them to a vision chat model with
+    `documents_to_image_blocks`.
+
+    Instantiate:
+        ```python
+        from langchain_clip_multimodal import CLIPImageRetriever, TextImageRetriever
+
+        retriever = TextImageRetriever(
+            text_retriever=text_store.as_retriever(search_kwargs={"k": 4}),  # any VectorStore
+            image_retriever=CLIPImageRetriever(index=index, k=2),
+            weights=(1.0, 1.0),
+        )
+        ```
+
+    Usage:
+        ```python
+        docs = retriever.invoke("what does the chart on revenue show?")
+        texts = [d for d in docs if d.metadata["retrieved_by"] == "text"]
+        ```
+
+    Attributes:
+        text_retriever: any retriever of text chunks (`VectorStore.as_retriever()`, BM25...).
+        image_retriever: the image retriever over an `ImageIndex`.
+        weights: (text weight, image weight).
+        c: the rank offset (60: higher ranks count relatively less).
+        k: how many fused Documents to return; None returns every one found.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    text_retriever: BaseRetriever
+    image_retriever: CLIPImageRetriever
+    weights: tuple[float, float] = (1.0, 1.0)
+    c: int = Field(default=DEFAULT_RRF_C, ge=0)
+    k: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> TextImageRetriever:
+        reciprocal_rank_fusion([[], []], self.weights, self.c)  # raises ValueError on bad ones
+        return self
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        child = run_manager.get_child()
+        texts = self.text_retriever.invoke(query, config={"callbacks": child})
+        images = self.image_retriever.invoke(query, config={"callbacks": child})
+        return self._fuse(texts, images)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        child = run_manager.get_child()
+        texts, images = await asyncio.gather(
+            self.text_retriever.ainvoke(query, config={"callbacks": child}),
+            self.image_retriever.ainvoke(query, config={"callbacks": child}),
+        )
+        return self._fuse(texts, images)
+
+    def _fuse(self, texts: Sequence[Document], images: Sequence[Document]) -> list[Document]:
+        found: dict[tuple[str, str], Document] = {}
+        rankings: list[list[tuple[str, str]]] = []
+        for origin, docs in (("text", texts), ("image", images)):
+            keys = []
+            for position, doc in enumerate(docs):
+                # the id where the store gives one, else the content (with its origin)
+                key = (origin, doc.id or f"{position}:{doc.page_content}")
+                found.setdefault(key, doc)
+                keys.append(key)
+            rankings.append(keys)
+        fused = reciprocal_rank_fusion(rankings, self.weights, self.c)
+        out = [
+            Document(
+                page_content=found[key].page_content,
+                metadata={**found[key].metadata, "retrieved_by": key[0], "fusion_score": score},
+                id=found[key].id,
+            )
+            for key, score in fused
+        ]
+        return out[: self.k] if self.k is not None else out

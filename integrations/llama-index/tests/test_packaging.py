@@ -18,7 +18,11 @@ PACKAGES = {
         "image_node_to_input",
         "to_image_input",
     ],
-    "llama_index.retrievers.clip_multimodal": ["CLIPImageRetriever", "to_chroma_where"],
+    "llama_index.retrievers.clip_multimodal": [
+        "CLIPImageRetriever",
+        "TextImageFusionRetriever",
+        "to_chroma_where",
+    ],
     "llama_index.readers.clip_multimodal": [
         "IMAGE_EXTENSIONS",
         "TEXT_EXTENSIONS",

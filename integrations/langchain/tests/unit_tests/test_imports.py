@@ -4,6 +4,7 @@ EXPECTED_ALL = [
     "CLIPChroma",
     "CLIPEmbeddings",
     "CLIPImageRetriever",
+    "TextImageRetriever",
     "__version__",
     "cosine_relevance",
     "create_image_search_tool",

@@ -18,10 +18,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from llama_index.core.schema import ImageNode
+from llama_index.core.schema import ImageNode, NodeRelationship, RelatedNodeInfo
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from clip_multimodal.errors import IncompatibleIndexError
+from clip_multimodal.documents import Provenance
+from clip_multimodal.errors import ImageLoadError, IncompatibleIndexError
+from clip_multimodal.images import to_base64
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -80,6 +82,9 @@ def hit_to_node(hit: SearchHit, collection: str) -> ImageNode:
                 "not an image; point the image retriever at the image collection"
             )
         return node
+    provenance = hit.provenance
+    if provenance is not None:
+        return _document_image_node(hit, provenance)
     local, url = _split_uri(hit.uri)
     mime = metadata.get("mime")
     return ImageNode(
@@ -90,6 +95,32 @@ def hit_to_node(hit: SearchHit, collection: str) -> ImageNode:
         image_mimetype=mime if isinstance(mime, str) else None,
         metadata=metadata,
     )
+
+
+def _document_image_node(hit: SearchHit, provenance: Provenance) -> ImageNode:
+    """An image from a document: its pixels inline (a document image URI is no file a
+    multimodal LLM can open), LlamaIndex's file keys, and `ref_doc_id` = the document."""
+    metadata = {
+        **hit.metadata,
+        "file_path": provenance.source,
+        "file_name": provenance.label.split(", page ")[0],
+        "page_label": str(provenance.page),
+    }
+    try:
+        pixels: str | None = to_base64(hit.uri or provenance.uri, max_side=None, format="PNG")
+    except ImageLoadError:  # the document moved or changed since indexing: cite it anyway
+        pixels = None
+    node = ImageNode(
+        id_=hit.id,
+        text=hit.document or provenance.label,
+        image=pixels,
+        image_mimetype="image/png" if pixels is not None else None,
+        metadata=metadata,
+        excluded_embed_metadata_keys=list(metadata),
+        excluded_llm_metadata_keys=[k for k in metadata if k not in ("file_name", "page_label")],
+    )
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=provenance.source)
+    return node
 
 
 def _split_uri(uri: str | None) -> tuple[str | None, str | None]:
