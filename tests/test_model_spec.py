@@ -166,6 +166,8 @@ def test_server_settings_keep_their_flat_model_fields() -> None:
     assert settings.model_spec == ModelSpec("ViT-B-32", "some-tag", device="cpu")
     assert ServerSettings().model_spec == ModelSpec(DEMO_MODEL)
     assert ServerSettings(device="cpu").model_spec == ModelSpec(DEMO_MODEL, device="cpu")
+    pinned = ServerSettings(device="cpu", precision="fp32").model_spec
+    assert pinned == ModelSpec(DEMO_MODEL, device="cpu", precision="fp32")
     with pytest.raises(ValueError, match="not both"):
         ServerSettings(model="ViT-B-32", model_spec=SPEC)
     # Settings are a pydantic dataclass: the spec's error arrives as a ValidationError.
