@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.images import SourceKind
 from clip_multimodal.index._records import (
     RUN_KEY,
     FailedItem,
@@ -65,6 +66,7 @@ class Job:
     document: str | None = None
     extra: Metadata = field(default_factory=dict)  # index-owned keys (the folder tag)
     from_folder: bool = False  # a synced file: if it vanishes before it is read, it is gone
+    kind: SourceKind | None = None  # the source classified already (a folder scan's stat)
 
 
 @dataclass
@@ -160,7 +162,8 @@ def ingest_chunk(
 
 def _read(jobs: Sequence[Job], report: IndexReport, state: CallState) -> list[_Ready]:
     ready = []
-    for job, result in zip(jobs, read_many([j.source for j in jobs]), strict=True):
+    results = read_many([j.source for j in jobs], [j.kind for j in jobs])
+    for job, result in zip(jobs, results, strict=True):
         if isinstance(result, ImageLoadError):
             _note_unread(job, result, report, state)
             continue

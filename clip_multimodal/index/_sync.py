@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clip_multimodal.images import IMAGE_PATTERNS
+from clip_multimodal.images import IMAGE_PATTERNS, SourceKind, scanned_file
 from clip_multimodal.index._ingest import CallState, Job
-from clip_multimodal.index._records import IndexReport
+from clip_multimodal.index._records import IndexReport, Metadata
 
 if TYPE_CHECKING:
     from clip_multimodal.index._chroma import LockedCollection
@@ -40,6 +40,8 @@ Advance = Callable[[int], None]
 Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 
 DEFAULT_PATTERNS = IMAGE_PATTERNS  # the image extensions the query rule also knows
+_PAGE = 10_000  # stored records fetched per call when planning a sync
+_STAT_KEYS = ("mtime_ns", "size")  # what the plan compares with a file's stat
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class FileStat:
     uri: str
     mtime_ns: int
     size: int
+    #: the walk's stat: the reader classifies and opens the file without another
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -74,7 +78,7 @@ def scan_folder(root: Path, recursive: bool, patterns: Sequence[str]) -> list[Fi
             stat = entry.stat()
         except OSError:
             continue  # deleted (or made unreadable) since the listing: not in the folder now
-        found.append(FileStat(entry.path, stat.st_mtime_ns, stat.st_size))
+        found.append(FileStat(entry.path, stat.st_mtime_ns, stat.st_size, stat))
     found.sort(key=lambda f: f.uri)  # a stable order: progress and crash-resume are repeatable
     return found
 
@@ -125,6 +129,26 @@ def plan_sync(
     return plan
 
 
+def _stored_stats(collection: LockedCollection, folder: str) -> dict[str, tuple[str, Metadata]]:
+    """uri -> (id, the stat keys) of the folder's records, fetched a page at a time and kept
+    small, so a large folder's records never sit in memory whole."""
+    stored: dict[str, tuple[str, Metadata]] = {}
+    offset = 0
+    while True:
+        page = collection.records(where={"folder": folder}, texts=False, limit=_PAGE, offset=offset)
+        for r in page:
+            if r.uri is not None:
+                stat = {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata}
+                stored[r.uri] = (r.id, stat)
+        if len(page) < _PAGE:
+            return stored
+        offset += _PAGE
+
+
+def _kind(f: FileStat) -> SourceKind | None:
+    return None if f.stat is None else scanned_file(f.uri, f.stat)
+
+
 def _same_stat(meta: Mapping[str, Any], f: FileStat) -> bool:
     return meta.get("mtime_ns") == f.mtime_ns and meta.get("size") == f.size
 
@@ -145,15 +169,12 @@ def sync_folder(
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
     folder = str(root)
     files = scan_folder(root, recursive, patterns)
-    stored = {
-        r.uri: (r.id, r.metadata)
-        for r in collection.records(where={"folder": folder}, texts=False)
-        if r.uri is not None
-    }
+    stored = _stored_stats(collection, folder)
     plan = plan_sync(files, stored, verify)
+    tag: Metadata = {"folder": folder}
     report = IndexReport(unchanged=len(plan.unchanged))
     jobs = [
-        Job(i, f.uri, file_id(f.uri), extra={"folder": folder}, from_folder=True)
+        Job(i, f.uri, file_id(f.uri), extra=tag, from_folder=True, kind=_kind(f))
         for i, f in enumerate(plan.todo)
     ]
     report.ids = [None] * len(jobs)
