@@ -34,7 +34,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir: Path) -> CLIPEncoder:
-    return CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", batch_size=4)
+    # fp32: the incumbents run our model object as open_clip builds it, at fp32.
+    return CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", precision="fp32", batch_size=4)
 
 
 @pytest.fixture
