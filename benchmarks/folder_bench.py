@@ -146,12 +146,12 @@ def _spawn(name: str, folder: Path, db: Path) -> dict[str, Any]:
 # -- the comparison -------------------------------------------------------------------------
 
 
-def run(sizes: list[int]) -> list[Figure]:
+def run(sizes: list[int], root: Path | None = None) -> list[Figure]:
     """Ours, the floor and the re-index at each size; floor first at one size, ours first at
-    the next, so neither always meets a cold page cache."""
+    the next, so neither always meets a cold page cache. `root`: where the PNGs go."""
     figures: list[Figure] = []
     for turn, n in enumerate(sizes):
-        folder = write_pngs(n)
+        folder = write_pngs(n, None if root is None else root / str(n))
         with tempfile.TemporaryDirectory(prefix="clip-mm-folder-db-") as tmp:
             order = ["ours", "floor"] if turn % 2 else ["floor", "ours"]
             got = {name: _spawn(name, folder, Path(tmp) / name) for name in order}
