@@ -8,7 +8,7 @@ transformer-sized linear layer at both precisions, once per process (well under 
 
 from __future__ import annotations
 
-import functools
+import threading
 import time
 from collections.abc import Callable
 
@@ -66,10 +66,17 @@ def prefers_bf16(native: bool, seconds: Seconds = linear_seconds) -> bool:
     return bf16 < _MARGIN * fp32
 
 
-@functools.cache
+#: The probe's answer, once known: every encoder of a process then runs one precision.
+_probed: dict[str, bool] = {}
+_probe_lock = threading.Lock()
+
+
 def cpu_prefers_bf16() -> bool:
     """`prefers_bf16` for this CPU, probed once per process."""
-    return prefers_bf16(cpu_has_native_bf16(), linear_seconds)
+    with _probe_lock:  # two encoders loading at once must not probe (and answer) twice
+        if "bf16" not in _probed:
+            _probed["bf16"] = prefers_bf16(cpu_has_native_bf16(), linear_seconds)
+        return _probed["bf16"]
 
 
 def low_precision_ready(precision: str, model: torch.nn.Module) -> bool:

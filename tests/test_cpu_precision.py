@@ -7,7 +7,6 @@ logic); the quality tests run bf16 for real against fp32, on the demo model and 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,10 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture
-def fresh_probe() -> Iterator[None]:
-    """The per-process probe result is cached: forget it before and after a faked probe."""
-    _cpu_precision.cpu_prefers_bf16.cache_clear()
-    yield
-    _cpu_precision.cpu_prefers_bf16.cache_clear()
+def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer cached for this test; the process's own answer is back after it (encoders
+    of other tests must keep one precision)."""
+    monkeypatch.setattr(_cpu_precision, "_probed", {})
 
 
 def _fake_seconds(bf16: float, fp32: float) -> Any:

@@ -25,17 +25,21 @@ from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.testing import FakeEncoder
 
 
+@pytest.fixture(scope="module")
+def exact_demo(demo_encoder: Any) -> Any:
+    """The demo model at fp32: the contract compares a batch with single calls exactly, and
+    bf16 kernels (`auto` on a bf16-native CPU) may round a row differently in another batch."""
+    from clip_multimodal import CLIPEncoder
+
+    return CLIPEncoder(demo_encoder.model_name, device="cpu", precision="fp32")
+
+
 class TestDemoModelContract(MultiModalEmbeddingContract):
-    """The real model: the bundled demo CLIP, at fp32: the contract compares a batch with
-    single calls exactly, and bf16 kernels (`auto` on a bf16-native CPU) may round a row
-    differently in another batch."""
+    """The real model: the bundled demo CLIP (at fp32, see `exact_demo`)."""
 
-    @pytest.fixture(scope="class")
-    def embed_model(self, demo_encoder: Any) -> CLIPMultiModalEmbedding:
-        from clip_multimodal import CLIPEncoder
-
-        exact = CLIPEncoder(demo_encoder.model_name, device="cpu", precision="fp32")
-        return CLIPMultiModalEmbedding(encoder=exact)
+    @pytest.fixture
+    def embed_model(self, exact_demo: Any) -> CLIPMultiModalEmbedding:
+        return CLIPMultiModalEmbedding(encoder=exact_demo)
 
 
 class TestFakeEncoderContract(MultiModalEmbeddingContract):
