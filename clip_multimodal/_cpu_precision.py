@@ -75,8 +75,19 @@ def cpu_prefers_bf16() -> bool:
     """`prefers_bf16` for this CPU, probed once per process."""
     with _probe_lock:  # two encoders loading at once must not probe (and answer) twice
         if "bf16" not in _probed:
-            _probed["bf16"] = prefers_bf16(cpu_has_native_bf16(), linear_seconds)
+            _probed["bf16"] = prefers_bf16(cpu_has_native_bf16(), _one_thread_seconds)
         return _probed["bf16"]
+
+
+def _one_thread_seconds(dtype: torch.dtype) -> float:
+    # One thread measures the core's own speed: with a thread per core, a core busy with
+    # another process stalls the whole product, and such noise flipped the answer under load.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return linear_seconds(dtype)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def low_precision_ready(precision: str, model: torch.nn.Module) -> bool:

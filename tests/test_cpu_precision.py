@@ -73,6 +73,23 @@ def test_auto_on_a_cpu_with_the_flag_follows_the_probe(
     assert pick_precision("fp32", CPU) == "fp32"  # an explicit choice is never overridden
 
 
+def test_the_probe_times_one_thread_and_restores_the_thread_count(
+    fresh_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def seconds(dtype: torch.dtype) -> float:
+        seen.append(torch.get_num_threads())
+        return 0.5 if dtype == torch.bfloat16 else 1.0
+
+    monkeypatch.setattr(_cpu_precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(_cpu_precision, "linear_seconds", seconds)
+    before = torch.get_num_threads()
+    assert _cpu_precision.cpu_prefers_bf16() is True
+    assert set(seen) == {1} and torch.get_num_threads() == before
+    assert _cpu_precision.cpu_prefers_bf16() is True and len(seen) == 4  # probed once
+
+
 def test_auto_without_the_flag_is_fp32(fresh_probe: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_cpu_precision, "cpu_has_native_bf16", lambda: False)
     assert pick_precision("auto", CPU) == "fp32"
