@@ -2,7 +2,8 @@
 
 Each suite runs our path and its incumbent side by side in one process (see each module's
 docstring for the exact baseline). The CPU suite uses modest sizes so that `make bench`
-finishes in a few minutes; a suite that fails is reported and the others still run.
+finishes in a few minutes (the folder suite's 100,000 files take longest; `--suite smoke`
+runs it on 300); a suite that fails is reported and the others still run.
 
 Writes `.bench/results.json` (machine, every figure with its raw timings, each suite's
 duration or error) and `.bench/results.md` (the Markdown table the README shows).
@@ -71,6 +72,13 @@ def _index_suite(smoke: bool, encoder: Any) -> list[Figure]:
     return figures
 
 
+def _folder_suite(smoke: bool, encoder: Any) -> list[Figure]:
+    from benchmarks import folder_bench
+
+    figures: list[Figure] = folder_bench.main(["--quick"] if smoke else [])
+    return figures
+
+
 def _server_suite(smoke: bool, encoder: Any) -> list[Figure]:
     from benchmarks import server_bench
 
@@ -87,6 +95,7 @@ SUITES = {
         Suite("langchain", _langchain_suite),
         Suite("llamaindex", _llamaindex_suite),
         Suite("index", _index_suite, needs_encoder=False),
+        Suite("folder", _folder_suite, needs_encoder=False),
         Suite("server", _server_suite, needs_encoder=False),
     ]
 }

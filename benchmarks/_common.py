@@ -31,13 +31,14 @@ T = TypeVar("T")
 
 
 def random_vit_b32() -> Any:
-    """ViT-B-32 with random weights on the CPU, fp32 (no download)."""
+    """ViT-B-32 with random weights on the CPU, fp32 (no download): the incumbents run this
+    model object as open_clip builds it; `at_precision(encoder, "auto")` is ours at the defaults."""
     from clip_multimodal import CLIPEncoder
 
-    return CLIPEncoder("ViT-B-32", None, device="cpu")
+    return CLIPEncoder("ViT-B-32", None, device="cpu", precision="fp32")
 
 
-def encoder_for(model: str, device: str = "cpu") -> Any:
+def encoder_for(model: str, device: str = "cpu", precision: str = "auto") -> Any:
     """'demo' is the bundled demo model; any other name an architecture with random weights.
 
     Random weights cost the same as trained ones, and nothing is downloaded.
@@ -45,7 +46,8 @@ def encoder_for(model: str, device: str = "cpu") -> Any:
     from clip_multimodal import CLIPEncoder
     from clip_multimodal.models import DEMO_MODEL
 
-    return CLIPEncoder(DEMO_MODEL if model == "demo" else model, None, device=device)
+    name = DEMO_MODEL if model == "demo" else model
+    return CLIPEncoder(name, None, device=device, precision=precision)  # type: ignore[arg-type]
 
 
 def at_precision(encoder: Any, precision: str) -> Any:

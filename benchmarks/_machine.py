@@ -32,6 +32,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_auto_precision": _cpu_auto_precision(),
     }
     for name in ("open_clip", "chromadb", "torchvision"):
         try:
@@ -41,8 +42,19 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def _cpu_auto_precision() -> str:
+    """What `precision="auto"` picks on this machine's CPU (its flags and timed probe)."""
+    import torch
+
+    from clip_multimodal.encoder import pick_precision
+
+    return pick_precision("auto", torch.device("cpu"))
+
+
 def machine_line(info: dict[str, Any] | None = None) -> str:
     """One line naming the machine, for the table's caption."""
     info = info or machine_info()
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
-    return f"{info['cpu']} ({info['cores']} cores){gpu}; torch {info['torch']}"
+    auto = info.get("cpu_auto_precision")
+    chose = f"; precision auto on the CPU: {auto}" if auto else ""
+    return f"{info['cpu']} ({info['cores']} cores){gpu}; torch {info['torch']}{chose}"

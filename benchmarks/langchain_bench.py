@@ -51,7 +51,7 @@ from benchmarks.images import caption_texts, make_jpegs
 
 __all__ = ["Job", "incumbent_job", "ours_job", "run", "store_bytes"]
 
-GOAL = 3.0  # issue 4: at least 3x on the 2-core machines
+GOAL = 4.0  # issue 16: at least 4x at the defaults on a bf16-native CPU (3x at fp32, issue 4)
 K = 4
 
 
@@ -125,7 +125,9 @@ def incumbent_job(encoder: Any) -> Job:
     return Job(build, lambda store, uris, ids: store.add_images(uris, ids=ids), wrap)
 
 
-def _figures(jobs: dict[str, Job], n: int, seconds: dict[str, list[float]]) -> list[Figure]:
+def _figures(
+    jobs: dict[str, Job], n: int, seconds: dict[str, list[float]], precision: str
+) -> list[Figure]:
     ours, theirs = jobs["ours"], jobs["incumbent"]
     name = "LangChain Chroma.add_images + OpenCLIPEmbeddings"
     ingest = [n / statistics.median(j.ingest_s) for j in (ours, theirs)]
@@ -135,10 +137,17 @@ def _figures(jobs: dict[str, Job], n: int, seconds: dict[str, list[float]]) -> l
     speedup = total[1] / total[0]
     common = {"images": n, "seconds": seconds}
     return [
-        Figure("add_images (CPU)", ingest[0], "img/s", ingest[1], name, details=common),
+        Figure(
+            f"add_images (CPU, auto: {precision})",
+            ingest[0],
+            "img/s",
+            ingest[1],
+            name,
+            details=common,
+        ),
         Figure("text query p50", q50[0], "ms", q50[1], "langchain_chroma similarity_search"),
         Figure(
-            "add_images + text queries, whole job (speed-up)",
+            f"add_images + text queries, whole job, ours at the defaults (auto: {precision}) (speed-up)",
             speedup,
             "x",
             1.0,
@@ -156,21 +165,23 @@ def run(
     n_queries: int = 8,
     repeats: int = 3,
     encoder: Any = None,
-    bf16: bool = True,
+    fp32: bool = True,
 ) -> list[Figure]:
-    """Both jobs, alternately, on one model and the same files.
+    """Ours at the defaults against the incumbent, alternately, on one model and the same files.
 
-    With `bf16`, a third job runs ours at the opt-in `precision="bf16"` (same weights), which
-    CPUs with native bf16 (AVX512-BF16, AMX) run about twice as fast as fp32.
+    `encoder` is the fp32 model the incumbent runs (as open_clip builds it); ours runs the
+    same weights at `precision="auto"` (bf16 on a CPU that runs it natively and faster).
+    With `fp32`, a third job runs ours forced to fp32.
     """
     encoder = encoder or random_vit_b32()
     uris = [str(p) for p in make_jpegs(n_images)]
     queries = caption_texts(n_queries, seed=1)
     with warnings.catch_warnings():  # langchain-experimental announces its sunset
         warnings.simplefilter("ignore", DeprecationWarning)
-        jobs = {"ours": ours_job(encoder), "incumbent": incumbent_job(encoder)}
-        if bf16:
-            jobs["ours_bf16"] = ours_job(at_precision(encoder, "bf16"))
+        defaults = at_precision(encoder, "auto")
+        jobs = {"ours": ours_job(defaults), "incumbent": incumbent_job(encoder)}
+        if fp32:
+            jobs["ours_fp32"] = ours_job(encoder)
     runners = {k: j.runner(uris, queries) for k, j in jobs.items()}
     for name, job in jobs.items():  # warm-up: first-call costs out of the figures
         runners[name]()
@@ -179,28 +190,26 @@ def run(
     agreement = _agreement(jobs["ours"].top, jobs["incumbent"].top)
     if agreement < 0.5:  # same model and files: anything but near-ties means a broken side
         raise RuntimeError(f"the stores agree on only {agreement:.0%} of the top {K} hits")
-    figures = _figures(jobs, n_images, seconds)
+    figures = _figures(jobs, n_images, seconds, defaults.precision)
     figures[0].details["top_k_agreement"] = agreement
-    if bf16:
-        figures.append(_bf16_figure(jobs, n_images, seconds))
+    if fp32:
+        figures.append(_fp32_figure(jobs, seconds))
     return figures
 
 
-def _bf16_figure(jobs: dict[str, Job], n: int, seconds: dict[str, list[float]]) -> Figure:
-    total = {k: statistics.median(seconds[k]) for k in ("ours_bf16", "incumbent")}
-    speedup = total["incumbent"] / total["ours_bf16"]
+def _fp32_figure(jobs: dict[str, Job], seconds: dict[str, list[float]]) -> Figure:
+    total = {k: statistics.median(seconds[k]) for k in ("ours_fp32", "incumbent")}
+    speedup = total["incumbent"] / total["ours_fp32"]
     return Figure(
-        "add_images + text queries, whole job, ours at opt-in precision='bf16' (speed-up)",
+        "add_images + text queries, whole job, ours forced to precision='fp32' (speed-up)",
         speedup,
         "x",
         1.0,
         "LangChain Chroma.add_images + OpenCLIPEmbeddings (fp32)",
-        goal=f">= {GOAL:g}x",
-        met=speedup >= GOAL,
         details={
             "median_s": total,
             "top_k_agreement_with_incumbent": _agreement(
-                jobs["ours_bf16"].top, jobs["incumbent"].top
+                jobs["ours_fp32"].top, jobs["incumbent"].top
             ),
         },
     )
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sizes = {"images": (64, 4), "queries": (8, 2), "repeats": (3, 1)}
     args = parse_sizes(argv, __doc__, sizes, model_option)
-    encoder = encoder_for("demo" if args.model == "demo" else "ViT-B-32")
+    encoder = encoder_for("demo" if args.model == "demo" else "ViT-B-32", precision="fp32")
     figures = run(args.images, args.queries, args.repeats, encoder)
     info = machine_header(f"; model {args.model}, {args.images} JPEGs 640x480")
     print(markdown_table(figures))

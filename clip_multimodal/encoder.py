@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_multimodal import zeroshot
+from clip_multimodal._cpu_precision import cpu_prefers_bf16, low_precision_ready
 from clip_multimodal.devices import pick_device
 from clip_multimodal.errors import ImageLoadError
 from clip_multimodal.images import DEFAULT_MAX_DECODE_BYTES, describe_source, load_image
@@ -33,12 +34,15 @@ __all__ = ["CLIPEncoder", "Precision"]
 
 
 def pick_precision(precision: Precision, device: torch.device) -> Precision:
-    """`auto` means bf16 (or fp16) on an accelerator and fp32 on the CPU."""
+    """`auto` means bf16 (or fp16) on an accelerator; on the CPU, bf16 where it executes bf16
+    natively and measurably faster (`_cpu_precision`), else fp32."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp16" if device.type == "mps" else "fp32"
+    if device.type == "mps":
+        return "fp16"
+    return "bf16" if device.type == "cpu" and cpu_prefers_bf16() else "fp32"
 
 
 class CLIPEncoder:
@@ -53,7 +57,8 @@ class CLIPEncoder:
         pretrained: for an architecture name, a pretrained tag or a local weights file; for
             `cn-clip:ARCH`, a checkpoint file (None: cn_clip's download of ARCH).
         device: `auto` (cuda, then mps, then cpu) or a torch device string.
-        precision: `auto` (bf16/fp16 on GPU, fp32 on CPU), `fp32`, `fp16` or `bf16`.
+        precision: `auto` (bf16/fp16 on GPU; on the CPU bf16 where it runs bf16 natively and
+            faster, else fp32), `fp32`, `fp16` or `bf16`.
         batch_size: items per forward pass (default 32 on CPU, 256 on GPU).
         num_workers: threads decoding and preprocessing images.
         device_pipeline: decode JPEGs (nvJPEG) and preprocess on the model's device, with
@@ -97,6 +102,16 @@ class CLIPEncoder:
         )
         self._resolved = resolve_model(self.model_name, self.pretrained)
         self.model, self.preprocess, self.tokenizer = self._load()
+        # open_clip's cast leaves a Hugging Face text tower half fp32 (the other families cast
+        # their own models whole): `auto` never picks what this model cannot run.
+        if (
+            asked.precision == "auto"
+            and self._resolved.family == "open_clip"
+            and not low_precision_ready(self.precision, self.model)
+        ):
+            self.precision = "fp32"
+            self.spec = dataclasses.replace(self.spec, precision="fp32")
+            self.model, self.preprocess, self.tokenizer = self._load()
         self._text = TextTower(self.model)
         self._input_dtype = _parameter_dtype(self.model.visual)
         self._lock = threading.Lock()

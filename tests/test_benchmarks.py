@@ -34,7 +34,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir: Path) -> CLIPEncoder:
-    return CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", batch_size=4)
+    # fp32: the incumbents run our model object as open_clip builds it, at fp32.
+    return CLIPEncoder(f"local-dir:{tiny_dir}", device="cpu", precision="fp32", batch_size=4)
 
 
 @pytest.fixture
@@ -297,3 +298,14 @@ def test_native_norms_variant_computes_the_same_embeddings(tiny_dir: Path) -> No
         a = torch.nn.functional.normalize(bf16.model.encode_image(pixels).float(), dim=-1)
         b = torch.nn.functional.normalize(variant.encode_image(pixels).float(), dim=-1)
     assert (a * b).sum(dim=-1).min().item() > 0.99  # bf16 rounding only
+
+
+@pytest.mark.slow
+def test_folder_bench_compares_index_folder_with_its_floor(tmp_path: Path) -> None:
+    from benchmarks import folder_bench
+
+    ours, rss, reindex = folder_bench.run([12], root=tmp_path)
+    assert "demo model" in ours.benchmark and ours.baseline and ours.ours > 0
+    assert ours.details["ours"]["report"].startswith("added 12,")
+    assert rss.ours > 0 and rss.baseline and rss.baseline > 0
+    assert reindex.details["reindex"]["report"].startswith("added 0, updated 0, unchanged 12")

@@ -202,3 +202,38 @@ def test_adding_a_file_to_the_index_stats_and_opens_it_once(
     assert report.failed == []
     assert (calls.counts["stat"], calls.counts["open"], calls.counts["fstat"]) == (1, 1, 1)
     assert calls.counts["scan"] == 1  # the header is probed once (the encoder decodes bytes)
+
+
+def test_index_folder_reads_each_file_on_the_scans_stat_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chroma_client: Any
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    path = folder / "a.png"
+    path.write_bytes(PNG)
+    index = ImageIndex(FakeEncoder(), f"sources-{uuid.uuid4().hex[:12]}", client=chroma_client)
+    calls = _Calls(monkeypatch, path)
+
+    report = index.index_folder(folder, progress=False)
+
+    assert (report.added, report.failed) == (1, [])
+    # The folder walk's stat classifies the file: no os.stat of it, one open, one fstat.
+    assert (calls.counts["stat"], calls.counts["open"], calls.counts["fstat"]) == (0, 1, 1)
+    assert calls.counts["scan"] == 1  # the header is probed once (the encoder decodes bytes)
+
+
+def test_an_unchanged_re_index_opens_and_decodes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chroma_client: Any
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    path = folder / "a.png"
+    path.write_bytes(PNG)
+    index = ImageIndex(FakeEncoder(), f"sources-{uuid.uuid4().hex[:12]}", client=chroma_client)
+    index.index_folder(folder, progress=False)
+    calls = _Calls(monkeypatch, path)
+
+    report = index.index_folder(folder, progress=False)
+
+    assert (report.unchanged, report.embedded) == (1, 0)
+    assert calls.counts == {"stat": 0, "open": 0, "fstat": 0, "Image.open": 0, "scan": 0}

@@ -95,3 +95,26 @@ def test_a_failed_write_is_raised_on_leaving(chroma_client: Any, tmp_path: Path)
     with pytest.raises(ValueError, match="metadata value"), index.writer() as writer:
         writer.put([ImageRecord("a", vector, bad)])
     assert index.count() == 0
+
+
+def test_the_vector_check_keeps_unit_vectors_as_given_and_normalizes_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The writer's check (`unit_vectors`) meets an encoder's output, unit already.
+    from clip_multimodal.index import _search
+
+    raw = np.random.default_rng(0).standard_normal((2, 32)).astype(np.float32)
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    divided: list[int] = []
+    real_maximum = np.maximum
+
+    def maximum(*args: Any, **kwargs: Any) -> Any:
+        divided.append(1)  # the clamp of the divisor: only a division computes it
+        return real_maximum(*args, **kwargs)
+
+    monkeypatch.setattr(_search.np, "maximum", maximum)
+    kept = _search.unit_vectors(unit, 2, FakeEncoder())
+    assert np.array_equal(kept, unit) and divided == []  # normalized once, upstream
+    scaled = _search.unit_vectors(unit * 3.0, 2, FakeEncoder())
+    np.testing.assert_allclose(np.linalg.norm(scaled, axis=1), 1.0, atol=1e-6)
+    assert divided == [1]

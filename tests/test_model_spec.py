@@ -132,7 +132,8 @@ def test_the_encoder_loads_from_a_spec(demo_encoder: Any) -> None:
     encoder = CLIPEncoder.from_spec(SPEC)
     assert encoder.spec == SPEC and encoder.model_id == demo_encoder.model_id
     # A spec left on `auto` reports what was chosen: the encoder's spec rebuilds it exactly.
-    assert demo_encoder.spec == ModelSpec(DEMO_MODEL, device="cpu", precision="fp32", batch_size=32)
+    chosen = demo_encoder.precision  # fp32, or bf16 on a CPU that runs it natively and faster
+    assert demo_encoder.spec == ModelSpec(DEMO_MODEL, device="cpu", precision=chosen, batch_size=32)
 
 
 # -- the CLI and the server gain --precision -------------------------------------------------
@@ -165,6 +166,8 @@ def test_server_settings_keep_their_flat_model_fields() -> None:
     assert settings.model_spec == ModelSpec("ViT-B-32", "some-tag", device="cpu")
     assert ServerSettings().model_spec == ModelSpec(DEMO_MODEL)
     assert ServerSettings(device="cpu").model_spec == ModelSpec(DEMO_MODEL, device="cpu")
+    pinned = ServerSettings(device="cpu", precision="fp32").model_spec
+    assert pinned == ModelSpec(DEMO_MODEL, device="cpu", precision="fp32")
     with pytest.raises(ValueError, match="not both"):
         ServerSettings(model="ViT-B-32", model_spec=SPEC)
     # Settings are a pydantic dataclass: the spec's error arrives as a ValidationError.

@@ -27,6 +27,7 @@ from clip_multimodal.images._kinds import (
     describe_source,
     is_image_query,
     is_image_reference,
+    scanned_file,
 )
 from clip_multimodal.images._kinds import _classify as _classify  # read by the rule's tests
 from clip_multimodal.images._limits import (
@@ -73,6 +74,7 @@ __all__ = [
     "read_encoded",
     "read_header",
     "read_image_source",
+    "scanned_file",
     "sha256_file",
     "to_base64",
     "to_data_uri",

@@ -85,6 +85,12 @@ def classify(source: object) -> SourceKind:
     return SourceKind("other", f"<{type(source).__name__}>")
 
 
+def scanned_file(path: str, found: os.stat_result) -> SourceKind:
+    """What `classify(path)` gives for a file a directory walk has just stat'ed (`found`),
+    without a second stat; the reader still checks what it opens."""
+    return SourceKind("path", _short(path), found if stat.S_ISREG(found.st_mode) else None)
+
+
 def _classify_text(text: str) -> SourceKind:
     if text[:5].lower() == "data:":
         return SourceKind("data", f"<data URI: {len(text)} chars>")

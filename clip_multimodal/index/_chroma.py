@@ -62,10 +62,13 @@ class LockedCollection:
         *,
         vectors: bool = False,
         texts: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
     ) -> list[IndexRecord]:
         """The stored records of these ids and/or matching `where`, in the store's order.
 
-        `texts` fetches Chroma's `uris` and `documents` columns too, `vectors` the embeddings.
+        `texts` fetches Chroma's `uris` and `documents` columns too, `vectors` the embeddings;
+        `limit` and `offset` page through them.
         """
         include = ["metadatas"] + (["uris", "documents"] if texts else [])
         include += ["embeddings"] if vectors else []
@@ -75,6 +78,8 @@ class LockedCollection:
                 "ids": list(ids) if ids is not None else None,
                 "where": dict(where) if where else None,
                 "include": include,
+                "limit": limit,
+                "offset": offset,
             },
         )
         n = len(got["ids"])

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.images import SourceKind
 from clip_multimodal.index._records import (
     RUN_KEY,
     FailedItem,
@@ -66,6 +67,7 @@ class Job:
     document: str | None = None
     extra: Metadata = field(default_factory=dict)  # index-owned keys (the folder tag)
     from_folder: bool = False  # a synced file: if it vanishes before it is read, it is gone
+    kind: SourceKind | None = None  # the source classified already (a folder scan's stat)
 
 
 @dataclass

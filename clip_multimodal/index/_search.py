@@ -52,6 +52,10 @@ def _read_as_image(exc: ImageLoadError) -> ImageLoadError:
     )
 
 
+#: A row this close to unit length counts as normalized (float32 rounding of a unit vector).
+_UNIT_TOLERANCE = 1e-6
+
+
 def unit_vectors(vectors: Any, n: int, encoder: Encoder) -> np.ndarray:
     """`n` vectors of the encoder's dimension, L2-normalized.
 
@@ -92,4 +96,7 @@ def mmr_select(query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: f
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.all(np.abs(norms - 1.0) <= _UNIT_TOLERANCE):
+        return x  # an encoder's output is unit already: the bulk path does not divide again
+    return np.asarray(x / np.maximum(norms, 1e-12))

@@ -21,14 +21,18 @@ __all__ = ["ImageSource", "read_image_source", "read_many"]
 _READERS = 8  # file and URL reads wait on I/O, not the CPU
 
 
-def read_many(sources: Sequence[ImageInput]) -> list[ImageSource | ImageLoadError]:
+def read_many(
+    sources: Sequence[ImageInput], known: Sequence[SourceKind | None] | None = None
+) -> list[ImageSource | ImageLoadError]:
     """Read every input; a failure is returned in its place, not raised.
 
-    Each input is classified once. URLs are fetched on threads (they wait on the network).
+    Each input is classified once: `known` gives the kinds a caller has already (a folder
+    scan's stat), None where it has not. URLs are fetched on threads (they wait on the network).
     Local files are read in turn: on a small machine, threads made reading 1,000 small
     files four times slower.
     """
-    kinds = [images.classify(s) for s in sources]
+    given = known if known is not None else [None] * len(sources)
+    kinds = [k or images.classify(s) for s, k in zip(sources, given, strict=True)]
     out: list[ImageSource | ImageLoadError | None] = [None] * len(sources)
     urls = [i for i, k in enumerate(kinds) if k.kind == "url"]
     if len(urls) > 1:

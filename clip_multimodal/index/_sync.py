@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.documents import DOCUMENT_PATTERNS, is_document
-from clip_multimodal.images import IMAGE_PATTERNS
+from clip_multimodal.images import IMAGE_PATTERNS, SourceKind, scanned_file
 from clip_multimodal.index._ingest import CallState, Job
 from clip_multimodal.index._records import IndexReport, Metadata
 
@@ -48,6 +48,8 @@ Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 DEFAULT_PATTERNS = IMAGE_PATTERNS + DOCUMENT_PATTERNS
 #: Syncs a folder's documents (`index._documents.DocumentSync`): (paths, folder, report).
 SyncDocuments = Callable[[Sequence[str], str, IndexReport], None]
+_PAGE = 10_000  # stored records fetched per call when planning a sync
+_STAT_KEYS = ("mtime_ns", "size")  # what the plan compares with a file's stat
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class FileStat:
     uri: str
     mtime_ns: int
     size: int
+    #: the walk's stat: the reader classifies and opens the file without another
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -82,7 +86,7 @@ class FolderSync:
         """The new and changed files as ingest jobs, with their path-derived ids."""
         extra: Metadata = {"folder": self.tag}
         return [
-            Job(i, f.uri, file_id(f.uri), extra=extra, from_folder=self.from_folder)
+            Job(i, f.uri, file_id(f.uri), extra=extra, from_folder=self.from_folder, kind=_kind(f))
             for i, f in enumerate(self.plan.todo)
         ]
 
@@ -103,7 +107,7 @@ def scan_folder(root: Path, recursive: bool, patterns: Sequence[str]) -> list[Fi
             stat = entry.stat()
         except OSError:
             continue  # deleted (or made unreadable) since the listing: not in the folder now
-        found.append(FileStat(entry.path, stat.st_mtime_ns, stat.st_size))
+        found.append(FileStat(entry.path, stat.st_mtime_ns, stat.st_size, stat))
     found.sort(key=lambda f: f.uri)  # a stable order: progress and crash-resume are repeatable
     return found
 
@@ -152,6 +156,26 @@ def plan_sync(
         if uri not in seen and not os.path.isfile(uri):
             plan.gone.append(id_)
     return plan
+
+
+def _stored_stats(collection: LockedCollection, folder: str) -> dict[str, tuple[str, Metadata]]:
+    """uri -> (id, the stat keys) of the folder's records, fetched a page at a time and kept
+    small, so a large folder's records never sit in memory whole."""
+    stored: dict[str, tuple[str, Metadata]] = {}
+    offset = 0
+    while True:
+        page = collection.records(where={"folder": folder}, texts=False, limit=_PAGE, offset=offset)
+        for r in page:
+            if r.uri is not None and "doc_sha256" not in r.metadata:  # documents: DocumentSync
+                stat = {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata}
+                stored[r.uri] = (r.id, stat)
+        if len(page) < _PAGE:
+            return stored
+        offset += _PAGE
+
+
+def _kind(f: FileStat) -> SourceKind | None:
+    return None if f.stat is None else scanned_file(f.uri, f.stat)
 
 
 def _same_stat(meta: Mapping[str, Any], f: FileStat) -> bool:
@@ -206,11 +230,7 @@ def plan_files(
     tag: str, files: list[FileStat], collection: LockedCollection, verify: bool
 ) -> FolderSync:
     """Diff listed files with the records tagged `tag`."""
-    stored = {
-        r.uri: (r.id, r.metadata)
-        for r in collection.records(where={"folder": tag}, texts=False)
-        if r.uri is not None and "doc_sha256" not in r.metadata  # documents: DocumentSync
-    }
+    stored = _stored_stats(collection, tag)
     return FolderSync(tag, files, stored, plan_sync(files, stored, verify))
 
 

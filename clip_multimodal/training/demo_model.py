@@ -38,6 +38,7 @@ __all__ = [
     "DEMO_MODEL_CFG",
     "DEMO_PREPROCESS_CFG",
     "DemoRecipe",
+    "heldout_groups",
     "heldout_quality",
     "main",
     "shapes_with_distractors",
@@ -177,7 +178,20 @@ def heldout_quality(
         {"shapes": p@10, "digits": p@10, "animals": p@10}.
     """
     model.eval()
-    groups = {
+    out = {}
+    for group, (samples, queries) in heldout_groups(per_group, seed).items():
+        text_emb, image_emb = _embed(model, preprocess, tokenizer, samples, list(queries.values()))
+        out[group] = precision_at_k(
+            text_emb, image_emb, list(queries), [s.label for s in samples], k=10
+        )
+    return out
+
+
+def heldout_groups(
+    per_group: int = 400, seed: int = 1
+) -> dict[str, tuple[list[Sample], dict[str, str]]]:
+    """Each dataset's held-out images and its queries by label (`heldout_quality`'s protocol)."""
+    return {
         "shapes": (
             shapes_samples("heldout", n=per_group, seed=seed),
             {c.label: combo_query(c) for c in HELDOUT_COMBOS},
@@ -188,13 +202,6 @@ def heldout_quality(
             {n: animal_query(n) for n in ANIMAL_NAMES},
         ),
     }
-    out = {}
-    for group, (samples, queries) in groups.items():
-        text_emb, image_emb = _embed(model, preprocess, tokenizer, samples, list(queries.values()))
-        out[group] = precision_at_k(
-            text_emb, image_emb, list(queries), [s.label for s in samples], k=10
-        )
-    return out
 
 
 def shapes_with_distractors(

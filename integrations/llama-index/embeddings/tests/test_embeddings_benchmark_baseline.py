@@ -19,10 +19,18 @@ from llama_index_clip_contracts import runs_off_loop
 from benchmarks.llamaindex_bench import ClipStyleEmbedding
 
 
+@pytest.fixture(scope="module")
+def exact(demo_encoder: Any) -> Any:
+    """The demo model at fp32, as ClipEmbedding runs it (`auto` may pick bf16 on this CPU)."""
+    from clip_multimodal import CLIPEncoder
+
+    return CLIPEncoder(demo_encoder.model_name, device="cpu", precision="fp32")
+
+
 @pytest.fixture
-def both(demo_encoder: Any) -> tuple[CLIPMultiModalEmbedding, ClipStyleEmbedding]:
-    ours = CLIPMultiModalEmbedding(encoder=demo_encoder)
-    theirs = ClipStyleEmbedding(demo_encoder.model, demo_encoder.preprocess, demo_encoder.tokenizer)
+def both(exact: Any) -> tuple[CLIPMultiModalEmbedding, ClipStyleEmbedding]:
+    ours = CLIPMultiModalEmbedding(encoder=exact)
+    theirs = ClipStyleEmbedding(exact.model, exact.preprocess, exact.tokenizer)
     return ours, theirs
 
 
