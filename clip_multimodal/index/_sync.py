@@ -77,7 +77,7 @@ class FolderSync:
 
     tag: str
     files: list[FileStat]
-    stored: dict[str, tuple[str, Mapping[str, Any]]]  # uri -> (id, metadata)
+    stored: Mapping[str, tuple[str, Mapping[str, Any]]]  # uri -> (id, the stat keys)
     plan: SyncPlan
     from_folder: bool = True  # a listed file that vanished is gone (a folder), not failed
     documents: list[str] = field(default_factory=list)  # PDF/PPTX paths, synced on their own
