@@ -74,7 +74,9 @@ def test_transformers_embeddings_equal_get_features(
 ) -> None:
     texts = TEXTS if family != "siglip" else TEXTS[:3]  # the test's tiny SigLIP vocabulary
     # batch_size 2: the texts run in two batches of different lengths (trimmed or not).
-    encoder = CLIPEncoder(f"transformers:{hf_dirs[family]}", device="cpu", batch_size=2)
+    encoder = CLIPEncoder(
+        f"transformers:{hf_dirs[family]}", device="cpu", precision="fp32", batch_size=2
+    )
     text_ref, image_ref = _transformers_reference(hf_dirs[family], texts, encoder.context_length)
     text_diff = float(np.abs(encoder.embed_texts(texts) - text_ref).max())
     image_diff = float(np.abs(encoder.embed_images(_images()) - image_ref).max())
@@ -88,7 +90,7 @@ def test_transformers_embeddings_equal_get_features(
 
 def test_transformers_runs_in_bf16_and_classifies(hf_dirs: dict[str, Path]) -> None:
     folder = hf_dirs["clip"]
-    fp32 = CLIPEncoder(f"transformers:{folder}", device="cpu")
+    fp32 = CLIPEncoder(f"transformers:{folder}", device="cpu", precision="fp32")
     bf16 = CLIPEncoder(f"transformers:{folder}", device="cpu", precision="bf16")
     assert bf16.input_dtype == torch.bfloat16
     assert np.abs(bf16.embed_texts(TEXTS) - fp32.embed_texts(TEXTS)).max() < 0.05
@@ -164,9 +166,12 @@ def test_transformers_hub_id_loads_from_the_cache_offline(
 
 @pytest.mark.slow  # cn_clip's RN50 at 224 px, twice: ~20 s on two busy cores
 def test_cn_clip_embeddings_equal_cn_clips_own(
-    cn_clip_encoder: CLIPEncoder, cn_clip_checkpoint: Path, record_property: Any
+    cn_clip_checkpoint: Path, record_property: Any
 ) -> None:
     import cn_clip.clip as cn
+
+    # fp32: cn_clip's own reference computes in fp32 (`auto` may pick bf16 on this CPU).
+    cn_clip_encoder = CLIPEncoder("cn-clip:RN50", str(cn_clip_checkpoint), precision="fp32")
 
     with contextlib.redirect_stdout(io.StringIO()):  # load_from_name prints its configs
         model, preprocess = cn.load_from_name(

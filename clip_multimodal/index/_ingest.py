@@ -130,7 +130,7 @@ def ingest_chunk(
     state: CallState,
 ) -> WriteBatch:
     """Prepare one chunk's records and update `report`; the caller writes the batch."""
-    results = read_many([j.source for j in jobs])
+    results = read_many([j.source for j in jobs], [j.kind for j in jobs])
     return ingest_read(jobs, results, collection, encoder, report, state)
 
 
