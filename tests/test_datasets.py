@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from clip_multimodal.datasets import (
     ANIMAL_NAMES,
     DIGIT_NAMES,
     HELDOUT_COMBOS,
+    animal_query,
     animal_samples,
+    combo_query,
+    digit_query,
     digit_samples,
     shapes_samples,
     train_combos,
@@ -111,6 +116,47 @@ def test_animal_splits_partition_the_data() -> None:
 def test_unknown_split_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown split 'test'"):
         shapes_samples("test", n=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "split"),
+    [
+        (lambda **kw: shapes_samples(n=40, seed=4, **kw), "train"),
+        (lambda **kw: shapes_samples(n=16, seed=4, **kw), "heldout"),
+        (lambda **kw: digit_samples(seed=4, **kw), "train"),
+        (lambda **kw: animal_samples(n=40, seed=4, **kw), "train"),
+    ],
+)
+def test_chinese_captions_come_with_the_same_images(make: Any, split: str) -> None:
+    english, chinese = make(split=split), make(split=split, lang="zh")
+    assert [s.label for s in english] == [s.label for s in chinese]
+    assert all(
+        np.array_equal(_pixels(e.image), _pixels(z.image))
+        for e, z in zip(english, chinese, strict=True)
+    )
+    assert all(re.search(r"[\u4e00-\u9fff]", s.caption) for s in chinese)
+    assert not any(re.search(r"[a-z]", s.caption) for s in chinese)
+
+
+def test_chinese_captions_and_queries_name_the_content() -> None:
+    combo = HELDOUT_COMBOS[0]  # small red circle
+    assert combo_query(combo, "zh") == "一个红色的小圆形"
+    assert digit_query("seven", "zh") == "手写的数字七"
+    assert animal_query("cat", "zh") == "一只猫的剪影"
+    # Held-out captions use the first template, in Chinese too.
+    caption = shapes_samples("heldout", n=1, seed=0, lang="zh")[0].caption
+    assert caption.endswith("背景上一个红色的小圆形")
+    sevens = [s for s in digit_samples("heldout", lang="zh") if s.label == "seven"]
+    assert {s.caption for s in sevens} == {"手写的数字七"}
+    # The English queries are unchanged by the Chinese ones.
+    assert combo_query(combo) == "a small red circle" == combo_query(combo, "en")
+
+
+def test_unknown_language_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown caption language 'fr'"):
+        digit_samples("heldout", lang="fr")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown caption language 'fr'"):
+        animal_query("cat", "fr")  # type: ignore[arg-type]
 
 
 def test_write_demo_images(tmp_path: Path) -> None:

@@ -110,3 +110,52 @@ def test_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     loaded, _, _ = open_clip.create_model_and_transforms(spec)
     saved = loaded.state_dict()["text_projection"]
     assert torch.allclose(saved, model.state_dict()["text_projection"], atol=1e-2)
+
+
+def test_bilingual_recipe_captions_fit_its_context_length() -> None:
+    # A truncated caption would lose the words that matter (the shape, the animal).
+    from clip_multimodal.datasets import animal_samples, digit_samples, shapes_samples
+    from clip_multimodal.training.demo_model import BILINGUAL_RECIPE
+
+    tokenizer = open_clip.SimpleTokenizer(context_length=BILINGUAL_RECIPE.context_length)
+    captions = {
+        s.caption
+        for samples in (
+            shapes_samples("train", n=400, lang="zh"),
+            shapes_samples("heldout", n=16, lang="zh"),
+            digit_samples("train", lang="zh"),
+            animal_samples("train", n=200, lang="zh"),
+        )
+        for s in samples
+    }
+    longest = max(len(tokenizer.encode(c)) for c in captions)
+    assert longest + 2 <= BILINGUAL_RECIPE.context_length, longest
+    # The English demo model's 32 positions would cut some of them.
+    assert longest + 2 > DEMO_MODEL_CFG["text_cfg"]["context_length"]
+
+
+def test_bilingual_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from clip_multimodal.training import TrainConfig
+    from clip_multimodal.training.checkpoint import load_local_dir
+    from clip_multimodal.training.demo_model import BILINGUAL_RECIPE, train_demo_model
+
+    recipe = replace(
+        BILINGUAL_RECIPE,
+        n_shapes=96,
+        digit_repeats=0,
+        n_animals=32,
+        train=TrainConfig(epochs=1, batch_size=64),
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_demo_model(recipe, seed=3, log=False, epoch_dir=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    model, preprocess, tokenizer = load_local_dir(tmp_path / "epoch-1")
+    assert tokenizer.context_length == 64 == model.positional_embedding.shape[0]
+    quality = heldout_quality(model, preprocess, tokenizer, per_group=16, seed=3, lang="zh")
+    assert set(quality) == {"shapes", "digits", "animals"}
+    assert all(0.0 <= p <= 1.0 for p in quality.values())

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clip_multimodal.datasets._sample import DEFAULT_IMAGE_SIZE, SPLITS, Sample, Split
+from clip_multimodal.datasets._sample import (
+    DEFAULT_IMAGE_SIZE,
+    LANGUAGES,
+    SPLITS,
+    Language,
+    Sample,
+    Split,
+)
 from clip_multimodal.datasets.animals import ANIMAL_NAMES, animal_query, animal_samples
 from clip_multimodal.datasets.digits import DIGIT_NAMES, digit_query, digit_samples
 from clip_multimodal.datasets.shapes import (
@@ -24,8 +31,10 @@ __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DIGIT_NAMES",
     "HELDOUT_COMBOS",
+    "LANGUAGES",
     "SPLITS",
     "Combo",
+    "Language",
     "Sample",
     "Split",
     "animal_query",

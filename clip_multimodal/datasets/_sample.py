@@ -7,10 +7,23 @@ from typing import Literal
 
 from PIL import Image
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "SPLITS", "Sample", "Split", "check_split"]
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "LANGUAGES",
+    "SPLITS",
+    "Language",
+    "Sample",
+    "Split",
+    "check_language",
+    "check_split",
+]
 
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")
+#: Caption languages: English and (simplified) Chinese. Every dataset draws the same images and
+#: templates of the same meaning for each language, so a seed gives the same pictures in both.
+Language = Literal["en", "zh"]
+LANGUAGES: tuple[Language, ...] = ("en", "zh")
 
 #: The demo model's input size; datasets draw at this size so no resize blurs the training data.
 DEFAULT_IMAGE_SIZE = 64
@@ -38,3 +51,9 @@ def check_split(split: str) -> None:
     """Raise ValueError unless `split` names one of SPLITS."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+
+
+def check_language(lang: str) -> None:
+    """Raise ValueError unless `lang` names one of LANGUAGES."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown caption language {lang!r}: use one of {', '.join(LANGUAGES)}")

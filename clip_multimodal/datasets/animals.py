@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clip_multimodal.datasets._sample import DEFAULT_IMAGE_SIZE, Sample, Split, check_split
+from clip_multimodal.datasets._sample import (
+    DEFAULT_IMAGE_SIZE,
+    Language,
+    Sample,
+    Split,
+    check_language,
+    check_split,
+)
 from clip_multimodal.errors import MissingDependencyError
 
 __all__ = ["ANIMAL_NAMES", "animal_query", "animal_samples"]
@@ -38,11 +45,29 @@ ANIMAL_NAMES: tuple[str, ...] = (
     "sheep",
     "zebra",
 )
-_TEMPLATES: tuple[str, ...] = (
-    "a silhouette of a {name}",
-    "a {name} silhouette",
-    "a white silhouette of a {name} on black",
-)
+#: The Chinese name of each animal with its measure word ("一只猫": a cat).
+_ZH_NAMES: dict[str, tuple[str, str]] = {
+    "bear": ("头", "熊"),
+    "bird": ("只", "鸟"),
+    "cat": ("只", "猫"),
+    "cow": ("头", "牛"),
+    "dog": ("只", "狗"),
+    "elephant": ("头", "大象"),
+    "giraffe": ("只", "长颈鹿"),
+    "horse": ("匹", "马"),
+    "sheep": ("只", "羊"),
+    "zebra": ("匹", "斑马"),
+}
+#: The caption templates of each language, the same meanings in the same order (the first is
+#: the query form); the template draw does not depend on the language.
+_TEMPLATES: dict[Language, tuple[str, ...]] = {
+    "en": (
+        "a silhouette of a {name}",
+        "a {name} silhouette",
+        "a white silhouette of a {name} on black",
+    ),
+    "zh": ("一{unit}{name}的剪影", "{name}的剪影", "黑底上{name}的白色剪影"),
+}
 HELDOUT_FRACTION = 0.2
 #: The bundled subset: the package's images at `indices` and all its labels, as uint8.
 ANIMAL_ASSET = Path(__file__).parent.parent / "assets" / "animals" / "animals.npz"
@@ -51,9 +76,17 @@ ANIMAL_ASSET = Path(__file__).parent.parent / "assets" / "animals" / "animals.np
 ASSET_REQUESTS: tuple[tuple[Split, int, int], ...] = (("heldout", 50, 0), ("heldout", 320, 20240))
 
 
-def animal_query(name: str) -> str:
-    """The text query used to retrieve an animal: "a silhouette of a cat"."""
-    return _TEMPLATES[0].format(name=name)
+def _caption(template: str, name: str, lang: Language) -> str:
+    if lang == "zh":
+        unit, word = _ZH_NAMES[name]
+        return template.format(unit=unit, name=word)
+    return template.format(name=name)
+
+
+def animal_query(name: str, lang: Language = "en") -> str:
+    """The text query used to retrieve an animal: "a silhouette of a cat", "一只猫的剪影"."""
+    check_language(lang)
+    return _caption(_TEMPLATES[lang][0], name, lang)
 
 
 def _package_data() -> Traversable | None:
@@ -142,7 +175,11 @@ def _split_indices(labels: np.ndarray, split: Split, seed: int) -> np.ndarray:
 
 
 def animal_samples(
-    split: Split = "train", n: int | None = None, seed: int = 0, size: int = DEFAULT_IMAGE_SIZE
+    split: Split = "train",
+    n: int | None = None,
+    seed: int = 0,
+    size: int = DEFAULT_IMAGE_SIZE,
+    lang: Language = "en",
 ) -> list[Sample]:
     """Animal silhouettes of one split, with captions.
 
@@ -152,6 +189,7 @@ def animal_samples(
             `seed`); None takes the whole split.
         seed: fixes the split, the order and the caption templates.
         size: the image side in pixels.
+        lang: the caption language; the images do not depend on it.
 
     Returns:
         Samples with group "animals" and label the animal's name ("cat").
@@ -161,20 +199,20 @@ def animal_samples(
             not one the bundled asset holds (ASSET_REQUESTS, or fewer of the same).
     """
     check_split(split)
+    check_language(lang)
+    templates = _TEMPLATES[lang]
     _, labels, _ = _load()
     rng = np.random.default_rng([seed, 4])  # orders the split, then draws the templates
     chosen = _chosen(rng, labels, split, n, seed)
     samples = []
     for i, pixels in zip(chosen, _images_at(chosen), strict=True):
         name = ANIMAL_NAMES[int(labels[i])]
-        template = (
-            _TEMPLATES[0] if split == "heldout" else _TEMPLATES[rng.integers(len(_TEMPLATES))]
-        )
+        template = templates[0] if split == "heldout" else templates[rng.integers(len(templates))]
         image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
         samples.append(
             Sample(
                 image=image.convert("RGB"),
-                caption=template.format(name=name),
+                caption=_caption(template, name, lang),
                 label=name,
                 group="animals",
             )

@@ -1,7 +1,7 @@
 """Real handwritten digits: scikit-learn's `load_digits` (1797 images of 8x8 pixels).
 
 The tiny scans are upscaled to the model's image size as dark ink on white paper and captioned
-"a handwritten seven". The train/held-out split is stratified by digit and fixed by a seed.
+"a handwritten seven" (in Chinese "手写的数字七"). The train/held-out split is stratified by digit and fixed by a seed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clip_multimodal.datasets._sample import DEFAULT_IMAGE_SIZE, Sample, Split, check_split
+from clip_multimodal.datasets._sample import (
+    DEFAULT_IMAGE_SIZE,
+    Language,
+    Sample,
+    Split,
+    check_language,
+    check_split,
+)
 from clip_multimodal.errors import require
 
 __all__ = ["DIGIT_NAMES", "digit_query", "digit_samples"]
@@ -29,17 +36,30 @@ DIGIT_NAMES: tuple[str, ...] = (
     "eight",
     "nine",
 )
-_TEMPLATES: tuple[str, ...] = (
-    "a handwritten {name}",
-    "a handwritten digit {name}",
-    "the number {name}, written by hand",
-)
+#: The Chinese numerals, in the order of DIGIT_NAMES.
+_ZH_DIGITS = "零一二三四五六七八九"
+#: The caption templates of each language, the same meanings in the same order (the first is
+#: the query form); the template draw does not depend on the language.
+_TEMPLATES: dict[Language, tuple[str, ...]] = {
+    "en": (
+        "a handwritten {name}",
+        "a handwritten digit {name}",
+        "the number {name}, written by hand",
+    ),
+    "zh": ("手写的数字{name}", "一个手写数字{name}", "数字{name}的手写体"),
+}
 HELDOUT_FRACTION = 0.2
 
 
-def digit_query(name: str) -> str:
-    """The text query used to retrieve a digit: "a handwritten seven"."""
-    return _TEMPLATES[0].format(name=name)
+def _caption(template: str, name: str, lang: Language) -> str:
+    word = _ZH_DIGITS[DIGIT_NAMES.index(name)] if lang == "zh" else name
+    return template.format(name=word)
+
+
+def digit_query(name: str, lang: Language = "en") -> str:
+    """The text query used to retrieve a digit: "a handwritten seven", "手写的数字七"."""
+    check_language(lang)
+    return _caption(_TEMPLATES[lang][0], name, lang)
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +88,7 @@ def _render(pixels: np.ndarray, size: int) -> Image.Image:
 
 
 def digit_samples(
-    split: Split = "train", seed: int = 0, size: int = DEFAULT_IMAGE_SIZE
+    split: Split = "train", seed: int = 0, size: int = DEFAULT_IMAGE_SIZE, lang: Language = "en"
 ) -> list[Sample]:
     """The digits of one split, with captions.
 
@@ -76,25 +96,26 @@ def digit_samples(
         split: "train" (80 % of each digit) or "heldout" (the other 20 %).
         seed: fixes the split and the caption templates.
         size: the image side in pixels.
+        lang: the caption language; the images do not depend on it.
 
     Returns:
         Samples with group "digits" and label the digit's name ("seven"). Held-out captions use
-        the query template "a handwritten seven".
+        the query template ("a handwritten seven").
 
     Raises:
         MissingDependencyError: scikit-learn is not installed (the `datasets` extra).
     """
     check_split(split)
+    check_language(lang)
+    templates = _TEMPLATES[lang]
     images, targets = _load()
     rng = np.random.default_rng([seed, 2])
     samples = []
     for i in _split_indices(targets, split, seed):
         name = DIGIT_NAMES[int(targets[i])]
-        template = (
-            _TEMPLATES[0] if split == "heldout" else _TEMPLATES[rng.integers(len(_TEMPLATES))]
-        )
+        template = templates[0] if split == "heldout" else templates[rng.integers(len(templates))]
         image = _render(images[i], size)
         samples.append(
-            Sample(image=image, caption=template.format(name=name), label=name, group="digits")
+            Sample(image=image, caption=_caption(template, name, lang), label=name, group="digits")
         )
     return samples

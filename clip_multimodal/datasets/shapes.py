@@ -1,7 +1,7 @@
 """Procedural coloured shapes with compositional captions, drawn with PIL.
 
 Each image shows one shape described by colour x shape x size on a dark or light background:
-"a small red circle on a dark background". A fixed list of colour x shape x size combinations,
+"a small red circle on a dark background", or in Chinese "深色背景上一个红色的小圆形". A fixed list of colour x shape x size combinations,
 HELDOUT_COMBOS, never appears in the train split, so retrieval on the held-out split measures
 whether a model composes attributes it has only seen apart.
 """
@@ -14,7 +14,14 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clip_multimodal.datasets._sample import DEFAULT_IMAGE_SIZE, Sample, Split, check_split
+from clip_multimodal.datasets._sample import (
+    DEFAULT_IMAGE_SIZE,
+    Language,
+    Sample,
+    Split,
+    check_language,
+    check_split,
+)
 
 __all__ = [
     "BACKGROUNDS",
@@ -70,12 +77,41 @@ HELDOUT_COMBOS: tuple[Combo, ...] = (
     Combo("blue", "cross", "large"),
 )
 
-_TEMPLATES: tuple[str, ...] = (
-    "a {size} {colour} {shape} on a {bg} background",
-    "a {size} {colour} {shape}",
-    "a picture of a {size} {colour} {shape}",
-    "a {colour} {shape}, {size}, on a {bg} background",
-)
+#: The caption templates of each language, the same meanings in the same order (the template
+#: draw must not depend on the language, so both languages get the same images). The second
+#: is the query form.
+_TEMPLATES: dict[Language, tuple[str, ...]] = {
+    "en": (
+        "a {size} {colour} {shape} on a {bg} background",
+        "a {size} {colour} {shape}",
+        "a picture of a {size} {colour} {shape}",
+        "a {colour} {shape}, {size}, on a {bg} background",
+    ),
+    "zh": (
+        "{bg}背景上一个{colour}的{size}{shape}",
+        "一个{colour}的{size}{shape}",
+        "一张{colour}{size}{shape}的图片",
+        "{size}的{colour}{shape}，{bg}背景",
+    ),
+}
+#: The Chinese words for the English colour, shape, size and background names.
+_ZH_WORDS: dict[str, str] = {
+    "red": "红色",
+    "green": "绿色",
+    "blue": "蓝色",
+    "yellow": "黄色",
+    "purple": "紫色",
+    "orange": "橙色",
+    "circle": "圆形",
+    "square": "正方形",
+    "triangle": "三角形",
+    "star": "星形",
+    "cross": "十字形",
+    "small": "小",
+    "large": "大",
+    "dark": "深色",
+    "light": "浅色",
+}
 
 
 def train_combos() -> list[Combo]:
@@ -85,9 +121,17 @@ def train_combos() -> list[Combo]:
     return [combo for combo in every if combo not in held]
 
 
-def combo_query(combo: Combo) -> str:
-    """The text query used to retrieve a combination: "a small red circle"."""
-    return f"a {combo.size} {combo.colour} {combo.shape}"
+def _caption(template: str, combo: Combo, bg: str, lang: Language) -> str:
+    words = {"size": combo.size, "colour": combo.colour, "shape": combo.shape, "bg": bg}
+    if lang == "zh":
+        words = {key: _ZH_WORDS[word] for key, word in words.items()}
+    return template.format(**words)
+
+
+def combo_query(combo: Combo, lang: Language = "en") -> str:
+    """The text query used to retrieve a combination: "a small red circle", "一个红色的小圆形"."""
+    check_language(lang)
+    return _caption(_TEMPLATES[lang][1], combo, "dark", lang)  # names no background
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -147,7 +191,11 @@ def draw_shape(
 
 
 def shapes_samples(
-    split: Split = "train", n: int = 1000, seed: int = 0, size: int = DEFAULT_IMAGE_SIZE
+    split: Split = "train",
+    n: int = 1000,
+    seed: int = 0,
+    size: int = DEFAULT_IMAGE_SIZE,
+    lang: Language = "en",
 ) -> list[Sample]:
     """Generate `n` shape images with captions, deterministically from `seed`.
 
@@ -157,12 +205,15 @@ def shapes_samples(
         n: how many samples.
         seed: the random seed; the same seed gives the same images and captions.
         size: the image side in pixels.
+        lang: the caption language; the images do not depend on it.
 
     Returns:
         Samples with group "shapes" and label like "small red circle". Held-out captions use
         the first (full) template; train captions vary the template.
     """
     check_split(split)
+    check_language(lang)
+    templates = _TEMPLATES[lang]
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     combos = list(HELDOUT_COMBOS) if split == "heldout" else train_combos()
     backgrounds = list(BACKGROUNDS)
@@ -170,10 +221,8 @@ def shapes_samples(
     for i in range(n):
         combo = combos[i % len(combos)] if split == "heldout" else combos[rng.integers(len(combos))]
         bg = backgrounds[int(rng.integers(len(backgrounds)))]
-        template = (
-            _TEMPLATES[0] if split == "heldout" else _TEMPLATES[rng.integers(len(_TEMPLATES))]
-        )
-        caption = template.format(size=combo.size, colour=combo.colour, shape=combo.shape, bg=bg)
+        template = templates[0] if split == "heldout" else templates[rng.integers(len(templates))]
+        caption = _caption(template, combo, bg, lang)
         image = draw_shape(combo, bg, rng, size)
         samples.append(Sample(image=image, caption=caption, label=combo.label, group="shapes"))
     return samples

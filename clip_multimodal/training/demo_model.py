@@ -4,6 +4,8 @@
 
 trains on the train splits of the shapes, digits and animal-silhouette datasets, saves the model
 in open_clip's `local-dir:` format, and prints its text -> image precision@10 on held-out images.
+`--bilingual` trains on an English and a Chinese caption of every image (BILINGUAL_RECIPE) and
+reports both languages' queries.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from clip_multimodal.datasets import (
     ANIMAL_NAMES,
     DIGIT_NAMES,
     HELDOUT_COMBOS,
+    LANGUAGES,
+    Language,
     Sample,
     animal_query,
     animal_samples,
@@ -35,12 +39,14 @@ from clip_multimodal.training.evaluate import precision_at_k
 from clip_multimodal.training.loop import PairBatches, TrainConfig, seed_everything, train
 
 __all__ = [
+    "BILINGUAL_RECIPE",
     "DEMO_MODEL_CFG",
     "DEMO_PREPROCESS_CFG",
     "DemoRecipe",
     "heldout_groups",
     "heldout_quality",
     "main",
+    "model_cfg",
     "shapes_with_distractors",
     "train_demo_model",
 ]
@@ -87,23 +93,47 @@ class DemoRecipe:
     n_shapes: int = 8000
     digit_repeats: int = 5
     n_animals: int | None = 5000
+    #: Every training image is paired once with a caption in each of these languages per epoch.
+    languages: tuple[Language, ...] = ("en",)
+    #: The text tower's positions (DEMO_MODEL_CFG's by default).
+    context_length: int = DEMO_MODEL_CFG["text_cfg"]["context_length"]
     max_shift: int = 4
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=4, batch_size=128, lr=1e-3, warmup_steps=100)
     )
 
 
-def _training_batches(recipe: DemoRecipe, seed: int, tokenizer: Any) -> PairBatches:
-    """The recipe's train-split samples as shuffled, shift-augmented batches."""
-    samples = [
-        *shapes_samples("train", n=recipe.n_shapes, seed=seed),
-        *digit_samples("train", seed=seed) * recipe.digit_repeats,
-        *animal_samples("train", n=recipe.n_animals, seed=seed),
+#: English and Chinese captions of every image. The byte-level BPE spells a Chinese character
+#: as 2-3 tokens, hence 64 positions (about 25 Chinese characters; the longest caption takes 36).
+BILINGUAL_RECIPE = DemoRecipe(languages=LANGUAGES, context_length=64)
+
+
+def model_cfg(recipe: DemoRecipe) -> dict[str, Any]:
+    """DEMO_MODEL_CFG with the recipe's context length."""
+    return {
+        **DEMO_MODEL_CFG,
+        "text_cfg": {**DEMO_MODEL_CFG["text_cfg"], "context_length": recipe.context_length},
+    }
+
+
+def _train_samples(recipe: DemoRecipe, seed: int, lang: Language) -> list[Sample]:
+    """The recipe's train-split samples; the images are the same in every language."""
+    return [
+        *shapes_samples("train", n=recipe.n_shapes, seed=seed, lang=lang),
+        *digit_samples("train", seed=seed, lang=lang) * recipe.digit_repeats,
+        *animal_samples("train", n=recipe.n_animals, seed=seed, lang=lang),
     ]
-    images = images_to_uint8([s.image for s in samples], IMAGE_SIZE)
-    tokens = tokenize(tokenizer, [s.caption for s in samples])
+
+
+def _training_batches(recipe: DemoRecipe, seed: int, tokenizer: Any) -> PairBatches:
+    """The recipe's train-split samples as shuffled, shift-augmented batches: each image once
+    per caption language, so every epoch pairs it with a caption in each."""
+    by_lang = [_train_samples(recipe, seed, lang) for lang in recipe.languages]
+    images = images_to_uint8([s.image for s in by_lang[0]], IMAGE_SIZE)
+    tokens = tokenize(tokenizer, [s.caption for samples in by_lang for s in samples])
     mean, std = DEMO_PREPROCESS_CFG["mean"], DEMO_PREPROCESS_CFG["std"]
     transform = ShiftAndNormalize(mean, std, recipe.max_shift)
+    images = images.repeat(len(by_lang), 1, 1, 1)
     return PairBatches(images, tokens, recipe.train.batch_size, transform)
 
 
@@ -125,10 +155,9 @@ def train_demo_model(
     import open_clip
 
     seed_everything(seed)
-    model = open_clip.CLIP(**DEMO_MODEL_CFG)
-    tokenizer = open_clip.SimpleTokenizer(
-        context_length=DEMO_MODEL_CFG["text_cfg"]["context_length"]
-    )
+    cfg = model_cfg(recipe)
+    model = open_clip.CLIP(**cfg)
+    tokenizer = open_clip.SimpleTokenizer(context_length=recipe.context_length)
     batches = _training_batches(recipe, seed, tokenizer)
     start = time.monotonic()
     preprocess = open_clip.image_transform(
@@ -138,10 +167,15 @@ def train_demo_model(
     def report(epoch: int, loss: float) -> None:
         if epoch_dir is not None:
             out = epoch_dir / f"epoch-{epoch + 1}"
-            save_local_dir(model, DEMO_MODEL_CFG, DEMO_PREPROCESS_CFG, out, MODEL_NAME, half=True)
+            save_local_dir(model, cfg, DEMO_PREPROCESS_CFG, out, MODEL_NAME, half=True)
         if log:
-            quality = heldout_quality(model, preprocess, tokenizer, per_group=160, seed=seed + 1)
-            scores = ", ".join(f"{k} {v:.2f}" for k, v in quality.items())
+            scores = ", ".join(
+                f"{lang} {k} {v:.2f}"
+                for lang in recipe.languages
+                for k, v in heldout_quality(
+                    model, preprocess, tokenizer, per_group=160, seed=seed + 1, lang=lang
+                ).items()
+            )
             elapsed = time.monotonic() - start
             print(
                 f"epoch {epoch + 1}/{recipe.train.epochs}: loss {loss:.4f}, held-out p@10 {scores} ({elapsed:.0f} s)",
@@ -165,14 +199,21 @@ def _embed(
 
 
 def heldout_quality(
-    model: Any, preprocess: Any, tokenizer: Any, per_group: int = 400, seed: int = 1
+    model: Any,
+    preprocess: Any,
+    tokenizer: Any,
+    per_group: int = 400,
+    seed: int = 1,
+    lang: Language = "en",
 ) -> dict[str, float]:
     """Text -> image precision@10 on held-out images of each dataset.
 
     Protocol: shapes use only HELDOUT_COMBOS (never trained on); each query "a small red
     circle" is one held-out combination, and an image is relevant if it shows exactly that
     colour, shape and size. Digits and animals use their held-out splits; the query "a
-    handwritten seven" / "a silhouette of a cat" is relevant to images of that class.
+    handwritten seven" / "a silhouette of a cat" is relevant to images of that class. `lang`
+    chooses the queries' language ("一个红色的小圆形", "手写的数字七", "一只猫的剪影"); the
+    images are the same.
 
     Returns:
         {"shapes": p@10, "digits": p@10, "animals": p@10}.
@@ -194,18 +235,26 @@ def heldout_groups(
     return {
         "shapes": (
             shapes_samples("heldout", n=per_group, seed=seed),
-            {c.label: combo_query(c) for c in HELDOUT_COMBOS},
+            {c.label: combo_query(c, lang) for c in HELDOUT_COMBOS},
         ),
-        "digits": (digit_samples("heldout")[:per_group], {n: digit_query(n) for n in DIGIT_NAMES}),
+        "digits": (
+            digit_samples("heldout")[:per_group],
+            {n: digit_query(n, lang) for n in DIGIT_NAMES},
+        ),
         "animals": (
             animal_samples("heldout", n=per_group, seed=seed),
-            {n: animal_query(n) for n in ANIMAL_NAMES},
+            {n: animal_query(n, lang) for n in ANIMAL_NAMES},
         ),
     }
 
 
 def shapes_with_distractors(
-    model: Any, preprocess: Any, tokenizer: Any, per_pool: int = 400, seed: int = 1
+    model: Any,
+    preprocess: Any,
+    tokenizer: Any,
+    per_pool: int = 400,
+    seed: int = 1,
+    lang: Language = "en",
 ) -> float:
     """A harder shapes check: held-out queries over held-out AND trained combinations.
 
@@ -219,7 +268,7 @@ def shapes_with_distractors(
         *shapes_samples("heldout", n=per_pool, seed=seed),
         *shapes_samples("train", n=per_pool, seed=seed + 7919),
     ]
-    queries = {c.label: combo_query(c) for c in HELDOUT_COMBOS}
+    queries = {c.label: combo_query(c, lang) for c in HELDOUT_COMBOS}
     text_emb, image_emb = _embed(model, preprocess, tokenizer, pool, list(queries.values()))
     return precision_at_k(text_emb, image_emb, list(queries), [s.label for s in pool], k=10)
 
@@ -240,22 +289,31 @@ def main(argv: list[str] | None = None) -> int:
         "a shared CPU; 2 is faster on an idle 2-core machine, with float-level differences)",
     )
     parser.add_argument("--epoch-dir", type=Path, default=None, help="save every epoch here too")
+    parser.add_argument(
+        "--bilingual",
+        action="store_true",
+        help="train on English and Chinese captions (context 64; about twice the time)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    recipe = DemoRecipe()
+    recipe = BILINGUAL_RECIPE if args.bilingual else DemoRecipe()
     if args.epochs is not None:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     start = time.monotonic()
     model = train_demo_model(recipe, seed=args.seed, epoch_dir=args.epoch_dir)
     print(f"trained in {time.monotonic() - start:.0f} s", flush=True)
-    save_local_dir(model, DEMO_MODEL_CFG, DEMO_PREPROCESS_CFG, args.out, MODEL_NAME, half=True)
+    save_local_dir(model, model_cfg(recipe), DEMO_PREPROCESS_CFG, args.out, MODEL_NAME, half=True)
     from clip_multimodal.training.checkpoint import load_local_dir
 
     loaded, preprocess, tokenizer = load_local_dir(args.out)
-    for group, p10 in heldout_quality(loaded, preprocess, tokenizer).items():
-        print(f"held-out text->image precision@10 {group}: {p10:.3f}", flush=True)
-    hard = shapes_with_distractors(loaded, preprocess, tokenizer)
-    print(f"held-out shapes among trained distractors, precision@10: {hard:.3f}", flush=True)
+    for lang in recipe.languages:
+        for group, p10 in heldout_quality(loaded, preprocess, tokenizer, lang=lang).items():
+            print(f"held-out text->image precision@10 {lang} {group}: {p10:.3f}", flush=True)
+        hard = shapes_with_distractors(loaded, preprocess, tokenizer, lang=lang)
+        print(
+            f"held-out shapes among trained distractors, precision@10 {lang}: {hard:.3f}",
+            flush=True,
+        )
     return 0
 
 
