@@ -389,7 +389,7 @@ def test_an_openai_name_downloads_its_tag_from_the_mirror(
     save_file(state, str(files / "open_clip_model.safetensors"))
     hub.serve_repo(repo, files, ["open_clip_model.safetensors"])
     settings.endpoint(hub.url)
-    encoder = CLIPEncoder("RN50", device="cpu")
+    encoder = CLIPEncoder("RN50", device="cpu", precision="fp32")  # open_clip's reference is fp32
     assert encoder.model_id == "RN50/openai"
     model.load_state_dict(state)
     model.eval()
