@@ -82,7 +82,7 @@ bench: $(STAMP)
 
 # Retrains the bundled demo model from a fixed seed (a few CPU minutes).
 demo-model: $(STAMP)
-	$(PY) -m clip_multimodal.training.demo_model --out clip_multimodal/assets/demo-model
+	$(PY) -m clip_multimodal.training.demo_model --bilingual --out clip_multimodal/assets/demo-model
 
 clean:
 	rm -rf $(VENV) .data .bench .pytest_cache .mypy_cache .ruff_cache dist build

@@ -19,12 +19,18 @@ def test_demo_indexes_once_then_finds_the_right_images(
     second = re.search(r"second run: added 0, updated 0, unchanged (\d+).*\(embedded 0\)", out)
     assert first and second, out
     assert int(first.group(1)) == int(second.group(1)) > 0
-    # each text query's best hit is the named content
+    # each text query's best hit is the named content, in English and in Chinese
     blocks = {b.split("\n")[0]: b for b in out.split("\ntext  ")}
-    seven = next(b for t, b in blocks.items() if "a handwritten seven" in t)
-    assert "digits/seven-" in seven.split("\n")[1]
-    circle = next(b for t, b in blocks.items() if "red circle" in t)
-    assert "shapes/red-circle-" in circle.split("\n")[1]
+    expected = {
+        "'a handwritten seven'": "digits/seven-",
+        "'手写的数字七'": "digits/seven-",
+        "'a small red circle'": "shapes/red-circle-",
+        "'一个红色的小圆形'": "shapes/red-circle-",
+        "'一只猫的剪影'": "animals/cat-",
+    }
+    for query, content in expected.items():
+        block = next(b for t, b in blocks.items() if t.endswith(query))
+        assert content in block.split("\n")[1], block
     # the image query finds the probe itself first, with a score near 1
     image_block = out.split("\nimage ")[1].split("\n")
     probe = image_block[0].strip()

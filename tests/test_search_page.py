@@ -150,6 +150,25 @@ def test_typing_a_query_shows_the_seven_with_thumbnails_and_scores(
     assert page.console_errors == []
 
 
+def test_chinese_queries_find_the_seven_and_the_small_red_circles(page: Any, base_url: str) -> None:
+    # The demo model learned Chinese captions too; the page sends the typed text as is.
+    _open(page, base_url)
+    page.fill("#query", "手写的数字七")
+    page.press("#query", "Enter")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^\d+ results? for “手写的数字七”$"))
+    results = _results(page)
+    assert results[0]["uri"].endswith(SEVEN), results[:3]  # the folder's only seven
+    page.fill("#query", "一个红色的小圆形")
+    page.press("#query", "Enter")
+    expect(page.locator("#status")).to_have_text(
+        re.compile(r"^\d+ results? for “一个红色的小圆形”$")
+    )
+    top = [r["uri"] for r in _results(page)[:2]]
+    # the folder's two small red circles, ahead of the large orange ones
+    assert all("/shapes/red-circle-small-" in uri for uri in top), top
+    assert page.console_errors == []
+
+
 def test_uploading_an_image_shows_similar_images(
     page: Any, base_url: str, demo_images_dir: Path
 ) -> None:

@@ -226,10 +226,12 @@ def test_llamaindex_script(user_venv: UserVenv) -> None:
 def test_cli_demo(user_venv: UserVenv) -> None:
     out = user_venv.run("clip-multimodal", "demo", "--data-dir", str(user_venv.work / "demo"))
     blocks = out.split("text  ")[1:]
-    assert len(blocks) == 5, out  # every query answered
+    assert len(blocks) == 10, out  # every query answered, in English and in Chinese
     for query, expected in [
         ("'a handwritten seven'", "digits/seven-"),
+        ("'手写的数字七'", "digits/seven-"),
         ("'a silhouette of a cat'", "animals/cat-"),
+        ("'一只猫的剪影'", "animals/cat-"),
     ]:
         block = next(b for b in blocks if b.startswith(query))
         assert expected in block.splitlines()[1], block

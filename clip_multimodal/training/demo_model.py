@@ -220,7 +220,7 @@ def heldout_quality(
     """
     model.eval()
     out = {}
-    for group, (samples, queries) in heldout_groups(per_group, seed).items():
+    for group, (samples, queries) in heldout_groups(per_group, seed, lang).items():
         text_emb, image_emb = _embed(model, preprocess, tokenizer, samples, list(queries.values()))
         out[group] = precision_at_k(
             text_emb, image_emb, list(queries), [s.label for s in samples], k=10
@@ -229,7 +229,7 @@ def heldout_quality(
 
 
 def heldout_groups(
-    per_group: int = 400, seed: int = 1
+    per_group: int = 400, seed: int = 1, lang: Language = "en"
 ) -> dict[str, tuple[list[Sample], dict[str, str]]]:
     """Each dataset's held-out images and its queries by label (`heldout_quality`'s protocol)."""
     return {
