@@ -215,7 +215,7 @@ def test_outputs_load_unchanged_everywhere(
     images = sorted((data["root"] / "images").glob("val-*.png"))[:3]
     # The checkpoint folder also holds train_state.pt: the encoder must still pick the model.
     for folder in (out / "final", out / "checkpoints" / "epoch_2"):
-        encoder = CLIPEncoder(f"local-dir:{folder}", device="cpu", num_workers=1)
+        encoder = CLIPEncoder(f"local-dir:{folder}", device="cpu", precision="fp32", num_workers=1)
         model, _, tokenizer = load_local_dir(folder)
         with torch.no_grad():
             ref = model.encode_text(tokenizer(["a red circle"]), normalize=True).numpy()
