@@ -200,3 +200,16 @@ def test_a_2000_page_document_is_indexed_in_one_run(tmp_path: Path) -> None:
     )
     pages_found = sorted(p for p, _ in _by_page(index, tmp_path / "docs" / "long.pdf"))
     assert pages_found == [n + 1 for n in range(0, 2000, 100)]
+
+
+def test_a_deleted_document_loses_its_records_when_the_plan_reads_many_pages(
+    index: ImageIndex, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clip_multimodal.index import _chroma
+
+    index.index_folder(folder, progress=False)
+    monkeypatch.setattr(_chroma, "PAGE", 1)  # a page per record: the plan must read them all
+    (folder / "a.pdf").unlink()
+    gone = index.index_folder(folder, progress=False)
+    assert (gone.removed, gone.unchanged) == (2, 1)
+    assert _by_page(index, folder / "a.pdf") == {} and index.count() == 1

@@ -235,10 +235,10 @@ def test_re_indexing_2000_unchanged_files_takes_under_two_seconds(
 def test_the_plan_pages_through_the_stored_records(
     index: ImageIndex, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clip_multimodal.index import _sync
+    from clip_multimodal.index import _chroma
 
     first = index.index_folder(folder, progress=False)
-    monkeypatch.setattr(_sync, "_PAGE", 2)  # several pages, the last one short or empty
+    monkeypatch.setattr(_chroma, "PAGE", 2)  # several pages, the last one short or empty
     again = index.index_folder(folder, progress=False)
     assert (again.unchanged, again.added, again.embedded) == (first.added, 0, 0)
     (folder / "img-0.png").unlink()

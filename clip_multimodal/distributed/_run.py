@@ -111,10 +111,12 @@ def index_with_ray(
                 ray.shutdown()
         dropped = _merge(report, rows)
     remove_gone(store, sync, dropped, report)
-    if sync.documents:
+    if sync.documents or sync.stored_documents:  # a gone document's records go too
         # PDFs and decks sync on the driver, as index_folder syncs them: a document is one
         # unit of sync (its records replaced together), and its images come out one at a time.
-        index._document_sync(None, verify).sync_folder(sync.documents, sync.tag, report)
+        index._document_sync(None, verify).sync_folder(
+            sync.documents, sync.tag, sync.stored_documents, report
+        )
     if progress:
         _summary(source, report, num_workers, time.monotonic() - started)
     return report

@@ -9,7 +9,7 @@ similarity, so the index and the ingest pipeline never see Chroma's shapes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from clip_multimodal.index._records import IndexRecord, Metadata, SearchHit, uri
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["SPACES", "LockedCollection", "hits_from_query", "similarity"]
+__all__ = ["PAGE", "SPACES", "LockedCollection", "hits_from_query", "similarity"]
 
 Where = Mapping[str, Any]
 
@@ -28,6 +28,8 @@ Where = Mapping[str, Any]
 SPACES = ("cosine", "ip", "l2")
 
 _COLUMNS = ("metadatas", "uris", "documents")
+#: Records fetched per call when reading a whole folder's records.
+PAGE = 10_000
 
 
 class LockedCollection:
@@ -68,8 +70,18 @@ class LockedCollection:
         """The stored records of these ids and/or matching `where`, in the store's order.
 
         `texts` fetches Chroma's `uris` and `documents` columns too, `vectors` the embeddings;
-        `limit` and `offset` page through them.
+        `limit` and `offset` page through them. Many ids are asked for `PAGE` at a time
+        (Chroma refuses a get of some 33,000 ids: "too many SQL variables").
         """
+        if ids is not None and len(ids) > PAGE and limit is None and offset is None:
+            ids = list(ids)
+            return [
+                record
+                for start in range(0, len(ids), PAGE)
+                for record in self.records(
+                    ids[start : start + PAGE], where, vectors=vectors, texts=texts
+                )
+            ]
         include = ["metadatas"] + (["uris", "documents"] if texts else [])
         include += ["embeddings"] if vectors else []
         got = self._call(
@@ -96,12 +108,38 @@ class LockedCollection:
             for row, id_ in enumerate(got["ids"])
         ]
 
+    def pages(self, where: Where) -> Iterator[list[IndexRecord]]:
+        """The records matching `where` (no vectors), `PAGE` at a time: Chroma refuses one
+        get of about 100,000 records ("too many SQL variables"), and pages bound memory."""
+        offset, page = 0, PAGE
+        while True:
+            # URIs too (at no extra cost): another tool's records may keep them nowhere else.
+            got = self.records(where=where, limit=page, offset=offset)
+            if got:
+                yield got
+            if len(got) < page:
+                return
+            offset += page
+
     def metadata(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         """id -> the stored metadata, for those of `ids` that exist."""
-        if not ids:
+        # Which exist first: a get of ids alone costs a twentieth of one with metadata
+        # (Chroma reads every metadata key), and new ids, the common case, need nothing more.
+        existing = self.existing(ids)
+        if not existing:
             return {}
-        found = self.records(list(dict.fromkeys(ids)), texts=False)
-        return {r.id: r.metadata for r in found}
+        return {r.id: r.metadata for r in self.records(existing, texts=False)}
+
+    def existing(self, ids: Sequence[str]) -> list[str]:
+        """Those of `ids` that are stored, each once."""
+        unique = list(dict.fromkeys(ids))
+        return [
+            id_
+            for start in range(0, len(unique), PAGE)
+            for id_ in self._call("get", {"ids": unique[start : start + PAGE], "include": []})[
+                "ids"
+            ]
+        ]
 
     def query(
         self,

@@ -99,15 +99,14 @@ class DocumentSync:
             user = metadata[i] if metadata is not None else None
             self._one(source, report, extra or {}, user)
 
-    def sync_folder(self, paths: Sequence[str], folder: str, report: IndexReport) -> None:
-        """A synced folder's documents, tagged with the folder; the gone ones' records go."""
+    def sync_folder(
+        self, paths: Sequence[str], folder: str, stored: Mapping[str, str], report: IndexReport
+    ) -> None:
+        """A synced folder's documents, tagged with the folder; the records in `stored` (the
+        folder's document records before the sync, id -> source) of gone ones go."""
         self.sync(paths, report, {"folder": folder})
-        gone = [
-            r.id
-            for r in self._collection.records(where={"folder": folder}, texts=False)
-            if is_document_record(r.metadata) and not os.path.isfile(str(r.metadata["source"]))
-        ]
-        self._delete(set(gone), report)
+        gone = {id_ for id_, source in stored.items() if not os.path.isfile(source)}
+        self._delete(gone, report)
 
     def _one(
         self, source: str, report: IndexReport, extra: Metadata, user: Mapping[str, Any] | None

@@ -23,7 +23,7 @@ from clip_multimodal.index._ingest import (
     embedding_batch,
     ingest,
 )
-from clip_multimodal.index._lock import write_lock, writes
+from clip_multimodal.index._lock import sole_writer, write_lock, writes
 from clip_multimodal.index._names import check_collection_name
 from clip_multimodal.index._reader import IndexReader
 from clip_multimodal.index._records import IndexReport
@@ -423,7 +423,13 @@ class ImageIndex(IndexReader):
         self, jobs: Sequence[Job], report: IndexReport, advance: Callable[[int], None] | None
     ) -> CallState:
         # The write settings are read per call: tests and tuning change them on the instance.
-        policy = WritePolicy(self._write, self._chunk, self._write_size, self._write_every_s)
+        policy = WritePolicy(
+            self._write,
+            self._chunk,
+            self._write_size,
+            self._write_every_s,
+            sole_writer(self._store.ref.path),
+        )
         return ingest(jobs, self._store, self.encoder, report, policy, advance)
 
     def _write(self, batch: WriteBatch) -> None:

@@ -28,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "open_lock", "write_lock", "writes"]
+__all__ = ["LOCK_NAME", "open_lock", "sole_writer", "write_lock", "writes"]
 
 LOCK_NAME = "clip-multimodal.lock"
 _OPEN_LOCK_NAME = "clip-multimodal.open.lock"
@@ -38,7 +38,8 @@ _POLL_S = 0.05
 @dataclass
 class _Held:
     fd: int
-    depth: int
+    depth: int  # calls of this process holding it now
+    taken: int = 0  # times a call of this process has taken it since it was acquired
 
 
 _held: dict[str, _Held] = {}
@@ -62,6 +63,7 @@ def write_lock(folder: Path | None, timeout_s: float = 0.0) -> Iterator[None]:
             held = _Held(_acquire(folder, key, timeout_s), 0)
             _held[key] = held
         held.depth += 1
+        held.taken += 1
     try:
         yield
     finally:
@@ -70,6 +72,30 @@ def write_lock(folder: Path | None, timeout_s: float = 0.0) -> Iterator[None]:
             if held.depth == 0:
                 del _held[key]
                 os.close(held.fd)  # closing the file releases the flock
+
+
+def sole_writer(folder: Path | None) -> Callable[[], bool]:
+    """A check, made from inside a write call, that stays true while that call is the only
+    writer of the embedded store at `folder`: this process holds its lock (other processes
+    wait) in this one call, and no other call of this process has taken it since.
+
+    Always false without a folder or lock (a server, an in-memory client): other writers
+    cannot be ruled out there.
+    """
+    if folder is None or fcntl is None:
+        return lambda: False
+    key = str(folder / LOCK_NAME)
+    with _held_guard:
+        held = _held.get(key)
+        if held is None or held.depth != 1:
+            return lambda: False
+        mark = held.taken
+
+    def alone() -> bool:
+        with _held_guard:
+            return _held.get(key) is held and held.depth == 1 and held.taken == mark
+
+    return alone
 
 
 def _acquire(folder: Path, key: str, timeout_s: float) -> int:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from clip_multimodal.documents import DOCUMENT_PATTERNS, is_document
 from clip_multimodal.images import IMAGE_PATTERNS, SourceKind, scanned_file
+from clip_multimodal.index._documents import is_document_record
 from clip_multimodal.index._ingest import CallState, Job
 from clip_multimodal.index._records import IndexReport, Metadata
 
@@ -46,9 +47,10 @@ Ingest = Callable[[Sequence[Job], IndexReport, Advance | None], CallState]
 
 #: the image extensions the query rule also knows, and documents (PDF, PPTX)
 DEFAULT_PATTERNS = IMAGE_PATTERNS + DOCUMENT_PATTERNS
-#: Syncs a folder's documents (`index._documents.DocumentSync`): (paths, folder, report).
-SyncDocuments = Callable[[Sequence[str], str, IndexReport], None]
-_PAGE = 10_000  # stored records fetched per call when planning a sync
+#: Syncs a folder's documents (`index._documents.DocumentSync.sync_folder`): (paths, folder,
+#: the folder's stored document records as id -> source, report).
+SyncDocuments = Callable[[Sequence[str], str, Mapping[str, str], IndexReport], None]
+_Stored = tuple[dict[str, tuple[str, Metadata]], dict[str, str]]
 _STAT_KEYS = ("mtime_ns", "size")  # what the plan compares with a file's stat
 
 
@@ -81,6 +83,8 @@ class FolderSync:
     plan: SyncPlan
     from_folder: bool = True  # a listed file that vanished is gone (a folder), not failed
     documents: list[str] = field(default_factory=list)  # PDF/PPTX paths, synced on their own
+    #: id -> source document of the folder's document-image records (gone ones are removed)
+    stored_documents: dict[str, str] = field(default_factory=dict)
 
     def jobs(self) -> list[Job]:
         """The new and changed files as ingest jobs, with their path-derived ids."""
@@ -158,20 +162,18 @@ def plan_sync(
     return plan
 
 
-def _stored_stats(collection: LockedCollection, folder: str) -> dict[str, tuple[str, Metadata]]:
-    """uri -> (id, the stat keys) of the folder's records, fetched a page at a time and kept
-    small, so a large folder's records never sit in memory whole."""
-    stored: dict[str, tuple[str, Metadata]] = {}
-    offset = 0
-    while True:
-        page = collection.records(where={"folder": folder}, texts=False, limit=_PAGE, offset=offset)
+def _stored_records(collection: LockedCollection, folder: str) -> _Stored:
+    """The folder's records, a page at a time, kept small: uri -> (id, the stat keys) of its
+    image files, and id -> source of its documents' images (`DocumentSync` owns those)."""
+    images: dict[str, tuple[str, Metadata]] = {}
+    documents: dict[str, str] = {}
+    for page in collection.pages({"folder": folder}):
         for r in page:
-            if r.uri is not None and "doc_sha256" not in r.metadata:  # documents: DocumentSync
-                stat = {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata}
-                stored[r.uri] = (r.id, stat)
-        if len(page) < _PAGE:
-            return stored
-        offset += _PAGE
+            if is_document_record(r.metadata):
+                documents[r.id] = str(r.metadata["source"])
+            elif r.uri is not None:
+                images[r.uri] = (r.id, {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata})
+    return images, documents
 
 
 def _kind(f: FileStat) -> SourceKind | None:
@@ -205,7 +207,7 @@ def sync_folder(
     remove_gone(collection, sync, state.vanished_ids + state.failed_ids, report)
     report.ids = []
     if documents is not None:
-        documents(sync.documents, sync.tag, report)
+        documents(sync.documents, sync.tag, sync.stored_documents, report)
     return report
 
 
@@ -230,8 +232,8 @@ def plan_files(
     tag: str, files: list[FileStat], collection: LockedCollection, verify: bool
 ) -> FolderSync:
     """Diff listed files with the records tagged `tag`."""
-    stored = _stored_stats(collection, tag)
-    return FolderSync(tag, files, stored, plan_sync(files, stored, verify))
+    stored, documents = _stored_records(collection, tag)
+    return FolderSync(tag, files, stored, plan_sync(files, stored, verify), True, [], documents)
 
 
 def remove_gone(

@@ -1,0 +1,101 @@
+"""index_folder's bookkeeping at scale and when shared: reads that page under Chroma's limits,
+and writes read back (to count records another writer stored first) unless none can exist."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from PIL import Image
+
+from clip_multimodal.index import ImageIndex
+from clip_multimodal.index._lock import sole_writer, write_lock
+from clip_multimodal.testing import FakeEncoder
+
+# Chroma refuses a get of this many ids, or of a where matching this many records, at once
+# ("too many SQL variables"); a deleted folder this large must still sync.
+MANY = 40_000
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_sole_writer_holds_only_while_one_call_of_one_process_writes(tmp_path: Path) -> None:
+    assert not sole_writer(None)()  # a server or in-memory client: others may write
+    assert not sole_writer(tmp_path)()  # the lock is not held at all
+    with write_lock(tmp_path):
+        alone = sole_writer(tmp_path)
+        assert alone()
+        with write_lock(tmp_path):  # a second call of this process (another index, thread)
+            assert not alone() and not sole_writer(tmp_path)()
+        assert not alone()  # that call may have written meanwhile
+        assert sole_writer(tmp_path)()  # a check made from now on starts afresh
+    assert not alone()
+
+
+class _MeetingEncoder(FakeEncoder):
+    """Each of two indexes waits for the other before its first embedding: both have looked
+    their records up (none stored) before either writes."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        super().__init__()
+        self._barrier = barrier
+
+    def try_embed_images(self, images: Sequence[Any]) -> Any:
+        if not self.calls:
+            self._barrier.wait(timeout=60)
+        return super().try_embed_images(images)
+
+
+def test_two_indexes_of_one_process_racing_on_one_folder_count_each_record_once(
+    tmp_path: Path,
+) -> None:
+    folder, store, n = _images(tmp_path / "imgs", 20), tmp_path / "db", 20
+    barrier = threading.Barrier(2)
+    indexes = [ImageIndex(_MeetingEncoder(barrier), "race", store, chunk_size=n) for _ in range(2)]
+    reports: list[Any] = [None, None]
+
+    def sync(i: int) -> None:
+        reports[i] = indexes[i].index_folder(folder, progress=False)
+
+    threads = [threading.Thread(target=sync, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # Each record was written by one of them; the other counts it unchanged, not added.
+    assert sum(r.added for r in reports) == n
+    assert [r.added + r.unchanged for r in reports] == [n, n]
+    assert indexes[0].count() == n
+
+
+def test_a_deleted_folder_of_40000_records_syncs_through_pages(tmp_path: Path) -> None:
+    folder, store = _images(tmp_path / "imgs", 2), tmp_path / "db"
+    index = ImageIndex(FakeEncoder(), "big", store)
+    assert index.index_folder(folder, progress=False).added == 2
+    # Another client of the same store adds the records of a folder's files since deleted.
+    theirs = chromadb.PersistentClient(str(store))  # as a user opens it: Chroma's defaults
+    collection = theirs.get_collection("big")
+    vectors = np.random.default_rng(1).standard_normal((MANY, index.encoder.dim))
+    ids = [f"file:{i:064x}" for i in range(MANY)]
+    for s in range(0, MANY, 5000):
+        collection.add(
+            ids=ids[s : s + 5000],
+            embeddings=vectors[s : s + 5000].astype(np.float32),
+            uris=[str(folder / f"gone-{i}.png") for i in range(s, s + 5000)],
+            metadatas=[{"folder": str(folder), "mtime_ns": 1, "size": 1}] * 5000,
+        )
+    assert len(index.get(ids)) == MANY  # asked a page of ids at a time
+    report = index.index_folder(folder, progress=False)
+    assert (report.removed, report.unchanged, report.added) == (MANY, 2, 0)
+    assert index.count() == 2
