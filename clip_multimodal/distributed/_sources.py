@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clip_multimodal.index._manifest import Manifest
 from clip_multimodal.index._sync import FileStat, FolderSync, plan_files, plan_folder
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def plan_source(
     """
     path = Path(source).expanduser().absolute()
     if path.is_dir():
-        return plan_folder(path, recursive, patterns, verify, collection)
+        # The manifest's rows help the plan; the Ray run does not write them back.
+        return plan_folder(path, recursive, patterns, verify, collection, Manifest.of(collection))
     if not path.is_file():
         raise FileNotFoundError(
             f"cannot index {path}: no such folder or file; pass a folder of images, or a "

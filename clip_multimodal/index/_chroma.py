@@ -73,6 +73,8 @@ class LockedCollection:
         `limit` and `offset` page through them. Many ids are asked for `PAGE` at a time
         (Chroma refuses a get of some 33,000 ids: "too many SQL variables").
         """
+        if ids is not None and not ids:
+            return []  # Chroma refuses an empty list of ids
         if ids is not None and len(ids) > PAGE and limit is None and offset is None:
             ids = list(ids)
             return [
@@ -120,6 +122,17 @@ class LockedCollection:
             if len(got) < page:
                 return
             offset += page
+
+    def ids(self, where: Where) -> list[str]:
+        """The ids of the records matching `where`, `PAGE` at a time (no metadata: a
+        twentieth of the cost of reading the records)."""
+        found: list[str] = []
+        while True:
+            kwargs = {"where": dict(where), "include": [], "limit": PAGE, "offset": len(found)}
+            page = self._call("get", kwargs)["ids"]
+            found += page
+            if len(page) < PAGE:
+                return found
 
     def metadata(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         """id -> the stored metadata, for those of `ids` that exist."""

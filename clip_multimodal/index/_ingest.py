@@ -106,6 +106,8 @@ class CallState:
     failed_ids: list[str] = field(default_factory=list)
     #: ids of folder files that vanished between the scan and the read (gone, not failed).
     vanished_ids: list[str] = field(default_factory=list)
+    #: id -> (mtime_ns, size) of each folder file read: what its record holds after the call
+    stats: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def remember(self, sha256: str, vector: np.ndarray) -> None:
         self.vectors[sha256] = vector
@@ -195,6 +197,8 @@ def _read(
             report.failed.append(FailedItem(result.desc, str(exc)))
             continue
         ready.append(_Ready(job, result, job.id or result.sha256, meta, None))
+        if job.from_folder and job.id is not None and result.mtime_ns is not None:
+            state.stats[job.id] = (result.mtime_ns, result.size)
     return ready
 
 

@@ -11,7 +11,7 @@ import fnmatch
 import hashlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,9 @@ from clip_multimodal.documents import DOCUMENT_PATTERNS, is_document
 from clip_multimodal.images import IMAGE_PATTERNS, SourceKind, scanned_file
 from clip_multimodal.index._documents import is_document_record
 from clip_multimodal.index._ingest import CallState, Job
-from clip_multimodal.index._records import IndexReport, Metadata
+from clip_multimodal.index._lock import sole_writer
+from clip_multimodal.index._manifest import Manifest, Stat
+from clip_multimodal.index._records import IndexRecord, IndexReport, Metadata
 
 if TYPE_CHECKING:
     from clip_multimodal.index._chroma import LockedCollection
@@ -37,6 +39,7 @@ __all__ = [
     "plan_sync",
     "remove_gone",
     "scan_folder",
+    "stats_after",
     "sync_folder",
 ]
 
@@ -162,18 +165,54 @@ def plan_sync(
     return plan
 
 
-def _stored_records(collection: LockedCollection, folder: str) -> _Stored:
-    """The folder's records, a page at a time, kept small: uri -> (id, the stat keys) of its
-    image files, and id -> source of its documents' images (`DocumentSync` owns those)."""
+def _stored_records(
+    collection: LockedCollection, folder: str, files: Sequence[FileStat], known: Mapping[str, Stat]
+) -> _Stored:
+    """The folder's records, kept small: uri -> (id, the stat keys) of its image files, and
+    id -> source of its documents' images (`DocumentSync` owns those).
+
+    With `known` (the manifest's stats by id) only the folder's ids are read, and the
+    metadata of the records it does not know (or whose file is not listed); else every
+    record's, a page at a time.
+    """
+    if not known:
+        return _classify(r for page in collection.pages({"folder": folder}) for r in page)
+    listed = {file_id(f.uri): f.uri for f in files}
+    images: dict[str, tuple[str, Metadata]] = {}
+    unknown = []
+    for id_ in collection.ids({"folder": folder}):
+        uri, stat = listed.get(id_), known.get(id_)
+        if uri is None or stat is None:
+            unknown.append(id_)
+        else:
+            images[uri] = (id_, {"mtime_ns": stat[0], "size": stat[1]})
+    more, documents = _classify(collection.records(unknown))
+    return {**images, **more}, documents
+
+
+def _classify(records: Iterable[IndexRecord]) -> _Stored:
     images: dict[str, tuple[str, Metadata]] = {}
     documents: dict[str, str] = {}
-    for page in collection.pages({"folder": folder}):
-        for r in page:
-            if is_document_record(r.metadata):
-                documents[r.id] = str(r.metadata["source"])
-            elif r.uri is not None:
-                images[r.uri] = (r.id, {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata})
+    for r in records:
+        if is_document_record(r.metadata):
+            documents[r.id] = str(r.metadata["source"])
+        elif r.uri is not None:
+            images[r.uri] = (r.id, {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata})
     return images, documents
+
+
+def stats_after(sync: FolderSync, state: CallState) -> dict[str, Stat]:
+    """id -> stat of the folder's image records once the sync is done: the unchanged ones as
+    stored, those read in this sync as written."""
+    rows: dict[str, Stat] = {}
+    for f in sync.plan.unchanged:
+        id_, stat = sync.stored[f.uri]
+        if "mtime_ns" in stat and "size" in stat:
+            rows[id_] = (int(stat["mtime_ns"]), int(stat["size"]))
+    rows.update(state.stats)
+    for id_ in state.failed_ids + state.vanished_ids:
+        rows.pop(id_, None)
+    return rows
 
 
 def _kind(f: FileStat) -> SourceKind | None:
@@ -196,8 +235,11 @@ def sync_folder(
     documents: SyncDocuments | None = None,
 ) -> IndexReport:
     """`ImageIndex.index_folder`: scan, plan, ingest what changed, delete what is gone.
-    Documents are handed to `documents` (after the images), which owns their records."""
-    sync = plan_folder(path, recursive, patterns, verify, collection)
+    Documents are handed to `documents` (after the images), which owns their records.
+    The store's manifest (see `_manifest`) speeds up the plan when this is its only writer."""
+    alone = sole_writer(collection.ref.path)  # else another writer may make the rows stale
+    manifest = Manifest.of(collection)
+    sync = plan_folder(path, recursive, patterns, verify, collection, manifest)
     report = IndexReport(unchanged=len(sync.plan.unchanged))
     jobs = sync.jobs()
     report.ids = [None] * len(jobs)
@@ -208,6 +250,8 @@ def sync_folder(
     report.ids = []
     if documents is not None:
         documents(sync.documents, sync.tag, sync.stored_documents, report)
+    if manifest is not None and alone():
+        manifest.save(sync.tag, stats_after(sync, state))
     return report
 
 
@@ -217,22 +261,30 @@ def plan_folder(
     patterns: Sequence[str],
     verify: bool,
     collection: LockedCollection,
+    manifest: Manifest | None = None,
 ) -> FolderSync:
-    """Scan a folder and diff it with the records it owns (stat calls and one query)."""
+    """Scan a folder and diff it with the records it owns (stat calls and one query).
+    The folder's rows in `manifest` are used, and dropped until the sync saves them again."""
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
     files = scan_folder(root, recursive, patterns)
-    sync = plan_files(str(root), [f for f in files if not is_document(f.uri)], collection, verify)
+    images = [f for f in files if not is_document(f.uri)]
+    known = manifest.take(str(root)) if manifest is not None else {}
+    sync = plan_files(str(root), images, collection, verify, known)
     sync.documents = [f.uri for f in files if is_document(f.uri)]
     return sync
 
 
 def plan_files(
-    tag: str, files: list[FileStat], collection: LockedCollection, verify: bool
+    tag: str,
+    files: list[FileStat],
+    collection: LockedCollection,
+    verify: bool,
+    known: Mapping[str, Stat] | None = None,
 ) -> FolderSync:
-    """Diff listed files with the records tagged `tag`."""
-    stored, documents = _stored_records(collection, tag)
+    """Diff listed files with the records tagged `tag` (`known`: see `_stored_records`)."""
+    stored, documents = _stored_records(collection, tag, files, known or {})
     return FolderSync(tag, files, stored, plan_sync(files, stored, verify), True, [], documents)
 
 
