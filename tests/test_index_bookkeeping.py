@@ -3,6 +3,7 @@ and writes read back (to count records another writer stored first) unless none 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,9 @@ import chromadb
 import numpy as np
 from PIL import Image
 
+from clip_multimodal.images import SourceKind
 from clip_multimodal.index import ImageIndex
+from clip_multimodal.index._ingest import MAX_CHUNK, Job, WritePolicy, chunks
 from clip_multimodal.index._lock import sole_writer, write_lock
 from clip_multimodal.testing import FakeEncoder
 
@@ -99,3 +102,42 @@ def test_a_deleted_folder_of_40000_records_syncs_through_pages(tmp_path: Path) -
     report = index.index_folder(folder, progress=False)
     assert (report.removed, report.unchanged, report.added) == (MANY, 2, 0)
     assert index.count() == 2
+
+
+def _jobs(sizes: Sequence[int | None]) -> list[Job]:
+    def kind(size: int | None) -> SourceKind | None:
+        if size is None:
+            return None  # a URL or bytes: its size is not known before it is read
+        return SourceKind("path", "f", os.stat_result((0o100644, 0, 0, 1, 0, 0, size, 0, 0, 0)))
+
+    return [Job(i, f"/f/{i}", kind=kind(size)) for i, size in enumerate(sizes)]
+
+
+def _lengths(sizes: Sequence[int | None], grow: int | None, chunk: int = 64) -> list[int]:
+    policy = WritePolicy(lambda batch: None, chunk, 1024, 1.0, grow_bytes=grow)
+    return [len(c) for c in chunks(_jobs(sizes), policy)]
+
+
+def test_chunks_of_small_files_grow_and_of_photos_or_unknown_sizes_do_not() -> None:
+    mib = 2**20
+    assert _lengths([3000] * 1000, 32 * mib) == [MAX_CHUNK, 1000 - MAX_CHUNK]
+    assert _lengths([3 * mib] * 130, 32 * mib) == [64, 64, 2]  # 64 photos hold 192 MiB
+    assert _lengths([None] * 130, 32 * mib) == [64, 64, 2]
+    assert _lengths([mib] * 100, 32 * mib) == [64, 36]  # grows only past 64 and under 32 MiB
+    assert _lengths([mib // 4] * 150, 32 * mib) == [128, 22]  # until it holds 32 MiB
+    assert _lengths([3000] * 1000, None) == [64] * 15 + [40]  # a chunk size the caller chose
+    assert _lengths([3000] * 10, 32 * mib) == [10]
+
+
+def test_index_folder_embeds_small_files_in_grown_chunks_unless_a_chunk_size_is_given(
+    tmp_path: Path,
+) -> None:
+    folder = _images(tmp_path / "imgs", 600)
+    default = FakeEncoder()
+    ImageIndex(default, "grown", tmp_path / "db").index_folder(folder, progress=False)
+    assert [n for _, n in default.calls] == [MAX_CHUNK, 600 - MAX_CHUNK]
+    chosen = FakeEncoder()
+    ImageIndex(chosen, "chosen", tmp_path / "db", chunk_size=100).index_folder(
+        folder, progress=False
+    )
+    assert [n for _, n in chosen.calls] == [100] * 6

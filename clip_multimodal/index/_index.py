@@ -15,6 +15,7 @@ from clip_multimodal.index._chroma import LockedCollection
 from clip_multimodal.index._documents import DocumentSync, is_document_input
 from clip_multimodal.index._health import StoreRef
 from clip_multimodal.index._ingest import (
+    MAX_CHUNK,
     CallState,
     Job,
     WriteBatch,
@@ -53,7 +54,9 @@ Progress = Callable[[int, int], None]
 
 #: Default chunk bounds: at least 64 images (each chunk pays two store lookups), at most 512
 #: (a chunk's images are held in memory as read, before the model decodes them).
-_MIN_CHUNK, _MAX_CHUNK = 64, 512
+_MIN_CHUNK, _MAX_CHUNK = 64, MAX_CHUNK
+#: By default a chunk of scanned files grows (up to 512) while it holds under this many bytes.
+_GROW_BYTES = 32 * 2**20
 
 
 class ImageIndex(IndexReader):
@@ -123,6 +126,7 @@ class ImageIndex(IndexReader):
         self._attach(encoder, chroma, found, "cosine", ref=ref)
         self._lock_timeout = lock_timeout
         self._chunk = chunk
+        self._grow_bytes: int | None = _GROW_BYTES if chunk_size is None else None
         self._max_batch = max_batch_size(chroma)
         # Chroma ingests large batches faster (1,000 records: about 1.5x faster than 64 at a
         # time), so chunks are gathered into one write up to this size or this age.
@@ -225,6 +229,7 @@ class ImageIndex(IndexReader):
         self.space = space
         self._read_only = read_only
         self._chunk = _MIN_CHUNK
+        self._grow_bytes = None
         self._max_batch = 1
         self._write_size = 1
         self._write_every_s = 1.0
@@ -428,7 +433,8 @@ class ImageIndex(IndexReader):
             self._chunk,
             self._write_size,
             self._write_every_s,
-            sole_writer(self._store.ref.path),
+            grow_bytes=self._grow_bytes,
+            alone=sole_writer(self._store.ref.path),
         )
         return ingest(jobs, self._store, self.encoder, report, policy, advance)
 

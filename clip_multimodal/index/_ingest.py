@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +40,13 @@ if TYPE_CHECKING:
     from clip_multimodal.types import Encoder
 
 __all__ = [
+    "MAX_CHUNK",
     "CallState",
     "Job",
     "WriteBatch",
     "WritePolicy",
     "add_jobs",
+    "chunks",
     "embedding_batch",
     "ingest",
     "ingest_chunk",
@@ -54,6 +56,8 @@ __all__ = [
 ]
 
 _RECENT_VECTORS = 8192  # content vectors kept per call: 16 MiB at 512-d
+#: the most inputs one chunk holds
+MAX_CHUNK = 512
 
 
 @dataclass
@@ -305,8 +309,7 @@ def ingest(
             lost[i] += n
 
     with BackgroundWriter[WriteBatch](write, WriteBatch.merged) as writer:
-        for start in range(0, len(jobs), policy.chunk):
-            chunk = jobs[start : start + policy.chunk]
+        for chunk in chunks(jobs, policy):
             pending = pending.merged(ingest_chunk(chunk, collection, encoder, report, state))
             age = time.monotonic() - since
             if len(pending) >= policy.size or (len(pending) and age >= policy.every_s):
@@ -322,6 +325,31 @@ def ingest(
     return state
 
 
+def chunks(jobs: Sequence[Job], policy: WritePolicy) -> Iterator[Sequence[Job]]:
+    """The jobs in chunks of `policy.chunk`; with `policy.grow_bytes`, a chunk of files whose
+    sizes the scan knows grows on while they hold fewer bytes, up to `MAX_CHUNK` files.
+
+    Each chunk pays its store lookups and the model's start and end of a batch run, so a
+    folder of small files goes faster in large chunks, while a chunk of photos stays small
+    (its encoded bytes are held in memory until the model decodes them).
+    """
+    start = 0
+    while start < len(jobs):
+        end = min(start + policy.chunk, len(jobs))
+        if policy.grow_bytes is not None:
+            held = sum(_known_size(j, policy.grow_bytes) for j in jobs[start:end])
+            while end < len(jobs) and end - start < MAX_CHUNK and held < policy.grow_bytes:
+                held += _known_size(jobs[end], policy.grow_bytes)
+                end += 1
+        yield jobs[start:end]
+        start = end
+
+
+def _known_size(job: Job, unknown: int) -> int:
+    stat = job.kind.stat if job.kind is not None else None
+    return unknown if stat is None else int(stat.st_size)
+
+
 @dataclass(frozen=True)
 class WritePolicy:
     """How one ingest call writes: `write` stores a batch; chunks of `chunk` inputs are
@@ -331,6 +359,9 @@ class WritePolicy:
     chunk: int
     size: int
     every_s: float
+    #: grow chunks of files of known size while they hold fewer bytes (see `chunks`);
+    #: None keeps every chunk at `chunk` (a chunk size the caller chose)
+    grow_bytes: int | None = None
     #: true while this call is the store's only writer (`_lock.sole_writer`): then no write
     #: can be lost to another, and `lost_writes` is skipped.
     alone: Callable[[], bool] = lambda: False
