@@ -138,7 +138,9 @@ def _worker(name: str, folder: str, db: str) -> None:
 def _spawn(name: str, folder: Path, db: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.folder_bench", "--worker", name]
     cmd += ["--folder", str(folder), "--db", str(db)]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"the {name} worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

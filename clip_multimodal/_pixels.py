@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["ORIENTATION_TAG", "ROTATED_ORIENTATIONS", "decode_cost", "orientation", "to_rgb"]
+__all__ = [
+    "ORIENTATION_TAG",
+    "ROTATED_ORIENTATIONS",
+    "decode_cost",
+    "header_decode_cost",
+    "orientation",
+    "to_rgb",
+]
 
 ORIENTATION_TAG = 0x0112  # EXIF's orientation tag, read here and by the header byte scan
 ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF values that swap width and height
@@ -44,13 +51,21 @@ def decode_cost(image: Image.Image) -> int:
     EXIF rotation makes, and the RGB result of a conversion (done in strips, so the
     temporaries of 16-bit and float images stay small).
     """
-    pixels = image.width * image.height
-    stored = _stored_bytes_per_pixel(image.mode)
-    frames = 0 if image.format in _STREAMED else _FRAME_COPIES.get(image.format or "", 1)
+    return header_decode_cost(
+        image.width, image.height, image.mode, image.format, orientation(image) != 1
+    )
+
+
+def header_decode_cost(width: int, height: int, mode: str, fmt: str | None, turned: bool) -> int:
+    """`decode_cost` from the header's facts: size, PIL mode, PIL format, and whether EXIF
+    orientation turns the image (a copy)."""
+    pixels = width * height
+    stored = _stored_bytes_per_pixel(mode)
+    frames = 0 if fmt in _STREAMED else _FRAME_COPIES.get(fmt or "", 1)
     cost = _DECODER_STATE + pixels * (stored + 4 * frames)
-    if orientation(image) != 1:
+    if turned:
         cost += pixels * stored
-    if image.mode != "RGB":
+    if mode != "RGB":
         cost += pixels * 4 + min(pixels, _STRIP_PIXELS) * _STRIP_BYTES_PER_PIXEL
     return cost
 

@@ -1,10 +1,11 @@
 """The one header reader: what an image is, from its header, before any pixel is decoded.
 
-Two readings agree here. `read_header` opens the image with PIL (format, oriented size,
-mode) and applies the loader's caps; `plain_format` scans a few bytes (no PIL: at thousands
-of images a second PIL's 50 µs parse would cap the device pipeline) and names the JPEGs and
-PNGs that a standard decoder turns into `load_image`'s pixels. Both read EXIF
-orientation with `_pixels`' constants.
+Two readings agree here. `read_header` gives the format, oriented size and decode cost and
+applies the loader's caps; `plain_format` scans a few bytes (no PIL: at thousands of images a
+second PIL's 50 µs parse would cap the device pipeline) and names the JPEGs and PNGs that a
+standard decoder turns into `load_image`'s pixels. For those, `read_header` takes its facts
+from the same scan; every other image it opens with PIL. Both read EXIF orientation with
+`_pixels`' constants.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from clip_multimodal._pixels import (
     ORIENTATION_TAG,
     ROTATED_ORIENTATIONS,
     decode_cost,
+    header_decode_cost,
     orientation,
 )
 from clip_multimodal.errors import ImageLoadError
@@ -164,6 +166,11 @@ def read_header(
     Raises:
         ImageLoadError: the header is not an image's, or the image is over a cap.
     """
+    plain = plain_format(data, DEFAULT_MAX_PIXELS)
+    if plain is not None:
+        header = _plain_header(data, plain, max_pixels, max_decode_bytes)
+        if header is not None:
+            return header
     desc = desc or describe_source(data)
     with pil_errors(desc, "cannot decode"), pil_bomb_guard(max_pixels):
         image = open_checked(data, desc, max_pixels)
@@ -172,7 +179,34 @@ def read_header(
         if orientation(image) in ROTATED_ORIENTATIONS:
             width, height = height, width
         mime = Image.MIME.get(image.format or "", RAW_MIME)
-    return ImageHeader(mime, width, height, cost, plain_format(data, DEFAULT_MAX_PIXELS))
+    return ImageHeader(mime, width, height, cost, plain)
+
+
+def _plain_header(
+    data: bytes, plain: PlainFormat, max_pixels: int | None, max_decode_bytes: int | None
+) -> ImageHeader | None:
+    """A plain JPEG's or PNG's header from the byte scan alone, as PIL would read it (PIL's
+    parse costs more than reading and hashing a small file); None when the image is over a
+    cap, so that PIL's path raises the same error as for any other image."""
+    width, height, mode = _plain_facts(data, plain)
+    fmt = "JPEG" if plain == "jpeg" else "PNG"
+    cost = header_decode_cost(width, height, mode, fmt, turned=False)  # plain: never turned
+    if max_pixels is not None and width * height > max_pixels:
+        return None
+    if max_decode_bytes is not None and cost > max_decode_bytes:
+        return None
+    return ImageHeader(Image.MIME[fmt], width, height, cost, plain)
+
+
+def _plain_facts(data: bytes, plain: PlainFormat) -> tuple[int, int, str]:
+    """(width, height, PIL mode) of an image `plain_format` named."""
+    if plain == "png":  # IHDR: width, height, bit depth, colour type (0 grey, 2 RGB)
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return width, height, "L" if data[25] == 0 else "RGB"
+    for marker, segment in _jpeg_segments(data):
+        if marker in _SOF:  # precision, height, width, components
+            return _u16(segment, 3), _u16(segment, 1), "L" if segment[5] == 1 else "RGB"
+    raise AssertionError("plain_format names only JPEGs with a frame header")
 
 
 # --- the byte scan: which images the fast decoders reproduce exactly ----------------------

@@ -1,0 +1,71 @@
+"""The byte-scan header of plain JPEGs and PNGs agrees with PIL's reading, caps included."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clip_multimodal._pixels import decode_cost
+from clip_multimodal.errors import ImageLoadError
+from clip_multimodal.images import ImageHeader, _header, plain_format, read_header
+
+
+def _encoded(size: tuple[int, int], mode: str, fmt: str, seed: int, **params: Any) -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) + (() if mode == "L" else (3,))
+    image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def _pil_header(data: bytes) -> ImageHeader:
+    """What PIL reads from the header, as `read_header` did for every image before."""
+    image = Image.open(io.BytesIO(data))
+    mime = Image.MIME[image.format or ""]
+    return ImageHeader(mime, image.width, image.height, decode_cost(image), plain_format(data))
+
+
+PLAIN = [
+    (size, mode, fmt, params)
+    for size in ((1, 1), (17, 5), (224, 224), (640, 33))
+    for mode in ("L", "RGB")
+    for fmt, params in (("PNG", {}), ("JPEG", {"quality": 90}), ("JPEG", {"subsampling": 0}))
+]
+
+
+@pytest.mark.parametrize(("size", "mode", "fmt", "params"), PLAIN)
+def test_the_byte_scan_reads_a_plain_header_as_pil_does(
+    size: tuple[int, int], mode: str, fmt: str, params: dict[str, Any], monkeypatch: Any
+) -> None:
+    data = _encoded(size, mode, fmt, seed=size[0], **params)
+    assert plain_format(data) is not None
+
+    def no_pil(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("PIL opened a plain image")
+
+    monkeypatch.setattr(_header, "open_checked", no_pil)
+    assert read_header(data) == _pil_header(data)
+
+
+def test_plain_images_over_a_cap_fail_as_any_image_does() -> None:
+    data = _encoded((64, 48), "RGB", "PNG", seed=1)
+    with pytest.raises(ImageLoadError, match="exceeds max_pixels=1000"):
+        read_header(data, max_pixels=1000)
+    with pytest.raises(ImageLoadError, match="max_decode_bytes=1024"):
+        read_header(data, max_decode_bytes=1024)
+    grey = _encoded((64, 48), "L", "JPEG", seed=1)
+    assert read_header(grey, max_pixels=64 * 48).width == 64  # at the cap: allowed
+
+
+def test_other_images_are_still_read_by_pil() -> None:
+    progressive = _encoded((40, 30), "RGB", "JPEG", seed=2, progressive=True)
+    palette = io.BytesIO()
+    Image.new("P", (20, 10)).save(palette, "PNG")
+    for data in (progressive, palette.getvalue()):
+        assert plain_format(data) is None
+        assert read_header(data) == _pil_header(data)
