@@ -69,3 +69,22 @@ def test_other_images_are_still_read_by_pil() -> None:
     for data in (progressive, palette.getvalue()):
         assert plain_format(data) is None
         assert read_header(data) == _pil_header(data)
+
+
+def test_a_fresh_process_reads_a_plain_header_before_pil_has_opened_anything(
+    tmp_path: Any,
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.png"
+    path.write_bytes(_encoded((5, 4), "RGB", "PNG", seed=3))
+    code = (
+        "import sys; from clip_multimodal.images import read_header; "
+        "h = read_header(open(sys.argv[1], 'rb').read()); print(h.mime, h.width, h.height)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["image/png", "5", "4"]

@@ -46,6 +46,9 @@ __all__ = [
 PlainFormat = Literal["jpeg", "png"]
 
 RAW_MIME = "application/octet-stream"  # PIL images and arrays have no encoded format
+# PIL's own table (Image.MIME) fills only once a plugin has been loaded: in a fresh process
+# that has opened no image yet it is empty.
+_PLAIN_MIME = {"jpeg": "image/jpeg", "png": "image/png"}
 # PIL's bomb limit and the warnings filters are process globals: one lock keeps our own
 # threads from interleaving their temporary changes to them.
 _PIL_GLOBALS = threading.Lock()
@@ -195,7 +198,7 @@ def _plain_header(
         return None
     if max_decode_bytes is not None and cost > max_decode_bytes:
         return None
-    return ImageHeader(Image.MIME[fmt], width, height, cost, plain)
+    return ImageHeader(_PLAIN_MIME[plain], width, height, cost, plain)
 
 
 def _plain_facts(data: bytes, plain: PlainFormat) -> tuple[int, int, str]:
