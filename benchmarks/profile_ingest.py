@@ -31,6 +31,7 @@ from benchmarks._common import encoder_for
 from benchmarks.folder_bench import write_pngs
 from benchmarks.images import make_jpegs
 from clip_multimodal.index import ImageIndex, _chroma, _ingest, _sync
+from clip_multimodal.index._sources import read_many
 
 _WRITER = "clip-index-writer"
 
@@ -39,7 +40,7 @@ class Stages:
     """Seconds per stage, summed over calls; the writer thread's store calls apart."""
 
     def __init__(self) -> None:
-        self.seconds: collections.Counter[str] = collections.Counter()
+        self.seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def timed(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -73,7 +74,7 @@ def profile(model: str, files: int, precision: str) -> tuple[float, Stages, str]
     stages = Stages()
     patches = [
         (_sync, "plan_folder", stages.timed("plan", _sync.plan_folder)),
-        (_ingest, "read_many", stages.timed("read", _ingest.read_many)),
+        (_ingest, "read_many", stages.timed("read", read_many)),
         (_chroma.LockedCollection, "_call", stages.store_call(_chroma.LockedCollection._call)),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
