@@ -141,3 +141,18 @@ def test_index_folder_embeds_small_files_in_grown_chunks_unless_a_chunk_size_is_
         folder, progress=False
     )
     assert [n for _, n in chosen.calls] == [100] * 6
+
+
+def test_the_folder_matcher_agrees_with_fnmatch_case_insensitively() -> None:
+    import fnmatch
+
+    from clip_multimodal.index._sync import _matcher
+
+    patterns = ["*.PNG", "img-??.jp*g", "[ab]*.webp", "*.tar.gz"]
+    names = ["a.png", "x.PNG", "img-01.jpeg", "img-1.jpg", "b1.webp", "c1.webp", "f.tar.gz",
+             "png", ".png", "a.png.txt", "IMG-22.JPG", "a\nb.png"]  # fmt: skip
+    matches = _matcher(patterns)
+    for name in names:
+        expected = any(fnmatch.fnmatchcase(name.lower(), p.lower()) for p in patterns)
+        assert bool(matches(name.lower())) == expected, name
+    assert not _matcher([])("a.png")
