@@ -116,3 +116,20 @@ def write_figures(name: str, info: dict[str, Any], figures: list[Figure], **extr
     out = bench_dir() / name
     write_json(out, {"machine": info, **extra, "figures": [f.as_dict() for f in figures]})
     return out
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set: Linux's VmHWM, which a new program starts afresh.
+
+    `ru_maxrss` is carried over fork and exec, so a worker started from a large process (the
+    CPU suite holds ViT-B-32) reports its parent's peak instead of its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource  # not Linux: the best there is
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -12,7 +12,7 @@ fresh embedded Chroma:
 - **re-index**: `index_folder` again on the unchanged folder, in a new process (goal under
   5 s at 100,000 files; nothing is read or embedded).
 
-Goal: ours at least 0.9x the floor's images/s. Peak RSS (ru_maxrss) of each process is
+Goal: ours at least 0.9x the floor's images/s. Peak RSS (VmHWM) of each process is
 reported; ours should stay flat as the folder grows.
 
 Run: `python -m benchmarks.folder_bench [--files 20000 100000] [--quick]`.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks._common import machine_header, write_figures
+from benchmarks._common import machine_header, peak_rss_mib, write_figures
 from benchmarks._compare import Figure, markdown_table
 
 __all__ = ["main", "run", "write_pngs"]
@@ -131,7 +130,7 @@ WORKERS = {"ours": _ours, "floor": _floor, "reindex": _reindex}
 
 def _worker(name: str, folder: str, db: str) -> None:
     result = WORKERS[name](folder, db)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
 
 

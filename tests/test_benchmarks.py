@@ -309,3 +309,22 @@ def test_folder_bench_compares_index_folder_with_its_floor(tmp_path: Path) -> No
     assert ours.details["ours"]["report"].startswith("added 12,")
     assert rss.ours > 0 and rss.baseline and rss.baseline > 0
     assert reindex.details["reindex"]["report"].startswith("added 0, updated 0, unchanged 12")
+
+
+def test_a_worker_reports_its_own_peak_rss_not_its_large_parents() -> None:
+    import subprocess
+    import sys
+
+    ballast = bytearray(1200 * 2**20)
+    ballast[:: 2**12] = b"\x01" * len(ballast[:: 2**12])  # touch every page: resident
+    code = "from benchmarks._common import peak_rss_mib; print(peak_rss_mib())"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    # about 500 MiB: torch, Chroma and the benchmarks' imports; ru_maxrss would give > 1,200
+    assert float(done.stdout) < 1000
+    del ballast
