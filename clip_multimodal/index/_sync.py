@@ -54,8 +54,7 @@ DEFAULT_PATTERNS = IMAGE_PATTERNS + DOCUMENT_PATTERNS
 #: Syncs a folder's documents (`index._documents.DocumentSync.sync_folder`): (paths, folder,
 #: the folder's stored document records as id -> source, report).
 SyncDocuments = Callable[[Sequence[str], str, Mapping[str, str], IndexReport], None]
-_Stored = tuple[dict[str, tuple[str, Metadata]], dict[str, str]]
-_STAT_KEYS = ("mtime_ns", "size")  # what the plan compares with a file's stat
+_Stored = tuple[dict[str, tuple[str, "Stat | None"]], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class FolderSync:
 
     tag: str
     files: list[FileStat]
-    stored: Mapping[str, tuple[str, Mapping[str, Any]]]  # uri -> (id, the stat keys)
+    stored: Mapping[str, tuple[str, Stat | None]]  # uri -> (id, its stored stat, if any)
     plan: SyncPlan
     from_folder: bool = True  # a listed file that vanished is gone (a folder), not failed
     documents: list[str] = field(default_factory=list)  # PDF/PPTX paths, synced on their own
@@ -144,10 +143,10 @@ def _matcher(patterns: Sequence[str]) -> Callable[[str], object]:
 
 def plan_sync(
     files: Sequence[FileStat],
-    stored: Mapping[str, tuple[str, Mapping[str, Any]]],
+    stored: Mapping[str, tuple[str, Stat | None]],
     verify: bool = False,
 ) -> SyncPlan:
-    """Compare scanned files with stored records (`uri -> (id, metadata)`), reading nothing.
+    """Compare scanned files with stored records (`uri -> (id, stat)`), reading nothing.
 
     With `verify`, no file counts as unchanged from its stat: each is read and hashed, so a
     file rewritten with the same size and mtime is caught by its content hash.
@@ -157,7 +156,7 @@ def plan_sync(
     for f in files:
         seen.add(f.uri)
         record = stored.get(f.uri)
-        if record is not None and not verify and _same_stat(record[1], f):
+        if record is not None and not verify and record[1] == (f.mtime_ns, f.size):
             plan.unchanged.append(f)
         else:
             plan.todo.append(f)
@@ -182,26 +181,26 @@ def _stored_records(
     if not known:
         return _classify(r for page in collection.pages({"folder": folder}) for r in page)
     listed = {file_id(f.uri): f.uri for f in files}
-    images: dict[str, tuple[str, Metadata]] = {}
+    images: dict[str, tuple[str, Stat | None]] = {}
     unknown = []
     for id_ in collection.ids({"folder": folder}):
         uri, stat = listed.get(id_), known.get(id_)
         if uri is None or stat is None:
             unknown.append(id_)
         else:
-            images[uri] = (id_, {"mtime_ns": stat[0], "size": stat[1]})
+            images[uri] = (id_, stat)
     more, documents = _classify(collection.records(unknown))
     return {**images, **more}, documents
 
 
 def _classify(records: Iterable[IndexRecord]) -> _Stored:
-    images: dict[str, tuple[str, Metadata]] = {}
+    images: dict[str, tuple[str, Stat | None]] = {}
     documents: dict[str, str] = {}
     for r in records:
         if is_document_record(r.metadata):
             documents[r.id] = str(r.metadata["source"])
         elif r.uri is not None:
-            images[r.uri] = (r.id, {k: r.metadata[k] for k in _STAT_KEYS if k in r.metadata})
+            images[r.uri] = (r.id, _stat_of(r.metadata))
     return images, documents
 
 
@@ -211,8 +210,8 @@ def stats_after(sync: FolderSync, state: CallState) -> dict[str, Stat]:
     rows: dict[str, Stat] = {}
     for f in sync.plan.unchanged:
         id_, stat = sync.stored[f.uri]
-        if "mtime_ns" in stat and "size" in stat:
-            rows[id_] = (int(stat["mtime_ns"]), int(stat["size"]))
+        if stat is not None:
+            rows[id_] = stat
     rows.update(state.stats)
     for id_ in state.failed_ids + state.vanished_ids:
         rows.pop(id_, None)
@@ -223,8 +222,12 @@ def _kind(f: FileStat) -> SourceKind | None:
     return None if f.stat is None else scanned_file(f.uri, f.stat)
 
 
-def _same_stat(meta: Mapping[str, Any], f: FileStat) -> bool:
-    return meta.get("mtime_ns") == f.mtime_ns and meta.get("size") == f.size
+def _stat_of(metadata: Mapping[str, Any]) -> Stat | None:
+    """The (mtime_ns, size) a record stores; None when it lacks either (another tool's)."""
+    mtime_ns, size = metadata.get("mtime_ns"), metadata.get("size")
+    if isinstance(mtime_ns, int) and isinstance(size, int):
+        return mtime_ns, size
+    return None
 
 
 def sync_folder(
