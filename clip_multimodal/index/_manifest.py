@@ -10,9 +10,9 @@ few records the manifest does not know.
 It is a cache of the store, never the truth:
 - rows of ids that are no longer stored are ignored, and stored ids without a row are read
   from Chroma;
-- a folder's rows are dropped when its sync starts and written again only by a sync that was
-  the store's only writer from start to end (`_lock.sole_writer`), so a crashed or shared
-  sync leaves none behind;
+- a folder is marked dirty when its sync starts, and its rows are trusted again only once a
+  sync that was the store's only writer from start to end (`_lock.sole_writer`) saves them,
+  so a crashed or shared sync leaves none to trust;
 - rows are per collection id: a rebuilt or re-created collection starts without any.
 A server has none: other machines write there, so each sync reads the records.
 """

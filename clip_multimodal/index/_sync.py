@@ -271,7 +271,7 @@ def plan_folder(
     manifest: Manifest | None = None,
 ) -> FolderSync:
     """Scan a folder and diff it with the records it owns (stat calls and one query).
-    The folder's rows in `manifest` are used, and dropped until the sync saves them again."""
+    The folder's rows in `manifest` are used, and untrusted until the sync saves them again."""
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"cannot index {root}: not a folder; pass a folder path")
