@@ -328,3 +328,14 @@ def test_a_worker_reports_its_own_peak_rss_not_its_large_parents() -> None:
     # about 500 MiB: torch, Chroma and the benchmarks' imports; ru_maxrss would give > 1,200
     assert float(done.stdout) < 1000
     del ballast
+
+
+def test_the_ingest_profile_times_every_stage() -> None:
+    from benchmarks import profile_ingest
+
+    total, stages, precision = profile_ingest.profile("demo", 40, "fp32")
+    assert precision == "fp32" and total > 0
+    for stage in ("plan", "read", "lookups", "model", "writes"):
+        assert stages.seconds[stage] > 0, stage  # each patched stage was reached
+    assert sum(stages.seconds[s] for s in ("plan", "read", "lookups", "model")) < total
+    assert "| model |" in profile_ingest.report(total, stages, 40)

@@ -88,3 +88,19 @@ def test_a_fresh_process_reads_a_plain_header_before_pil_has_opened_anything(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["image/png", "5", "4"]
+
+
+def test_a_plain_png_with_a_broken_header_checksum_fails_alone_at_the_model(
+    tmp_path: Any, demo_encoder: Any
+) -> None:
+    from clip_multimodal.index import ImageIndex
+
+    broken = bytearray(_encoded((30, 20), "RGB", "PNG", seed=4))
+    broken[29] ^= 0xFF  # the IHDR chunk's CRC: the byte scan reads past it, PIL does not
+    assert read_header(bytes(broken)).plain == "png"
+    (tmp_path / "bad.png").write_bytes(bytes(broken))
+    (tmp_path / "good.png").write_bytes(_encoded((30, 20), "RGB", "PNG", seed=5))
+    index = ImageIndex(demo_encoder, "crc", tmp_path / "db")
+    report = index.add([tmp_path / "bad.png", tmp_path / "good.png"])
+    assert (report.added, [f.source for f in report.failed]) == (1, [str(tmp_path / "bad.png")])
+    assert "PIL can decode" in report.failed[0].reason and index.count() == 1

@@ -40,7 +40,6 @@ __all__ = [
     "plan_sync",
     "remove_gone",
     "scan_folder",
-    "stats_after",
     "sync_folder",
 ]
 
@@ -204,7 +203,7 @@ def _classify(records: Iterable[IndexRecord]) -> _Stored:
     return images, documents
 
 
-def stats_after(sync: FolderSync, state: CallState) -> dict[str, Stat]:
+def _stats_after(sync: FolderSync, state: CallState) -> dict[str, Stat]:
     """id -> stat of the folder's image records once the sync is done: the unchanged ones as
     stored, those read in this sync as written."""
     rows: dict[str, Stat] = {}
@@ -258,7 +257,7 @@ def sync_folder(
     if documents is not None:
         documents(sync.documents, sync.tag, sync.stored_documents, report)
     if manifest is not None and alone():
-        manifest.save(sync.tag, stats_after(sync, state))
+        manifest.save(sync.tag, _stats_after(sync, state))
     return report
 
 
